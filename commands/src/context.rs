@@ -1,0 +1,47 @@
+//! Who runs a command, for which company, and when: the metadata stored
+//! beside every event.
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::{CompanyId, UserId};
+use std::collections::HashMap;
+use uuid::Uuid;
+
+pub const META_COMPANY_ID: &str = "company_id";
+pub const META_USER_ID: &str = "user_id";
+pub const META_CORRELATION_ID: &str = "correlation_id";
+pub const META_OCCURRED_AT: &str = "occurred_at";
+
+/// The caller of a command. Built by the API from the verified token only.
+#[derive(Clone, Debug)]
+pub struct CommandContext {
+    pub company_id: CompanyId,
+    pub user_id: UserId,
+    pub correlation_id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+}
+
+impl CommandContext {
+    pub fn new(company_id: CompanyId, user_id: UserId, correlation_id: Uuid) -> Self {
+        Self {
+            company_id,
+            user_id,
+            correlation_id,
+            occurred_at: Utc::now(),
+        }
+    }
+
+    pub fn metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (META_COMPANY_ID.to_owned(), self.company_id.to_string()),
+            (META_USER_ID.to_owned(), self.user_id.to_string()),
+            (
+                META_CORRELATION_ID.to_owned(),
+                self.correlation_id.to_string(),
+            ),
+            (
+                META_OCCURRED_AT.to_owned(),
+                self.occurred_at
+                    .to_rfc3339_opts(SecondsFormat::Micros, true),
+            ),
+        ])
+    }
+}

@@ -1,0 +1,126 @@
+//! The database that holds the event store and the read models: Postgres on
+//! the full stack, one SQLite file in the data directory when embedded.
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AnyPool, Executor, PgPool, SqlitePool};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+/// The typed pool for the cqrs-es repository and the event readers.
+#[derive(Clone, Debug)]
+pub enum EventPool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Both pools over one database: `events` for the event store (typed, as the
+/// cqrs-es repositories need), `any` for the read models, whose SQL is the
+/// same text in both dialects.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub events: EventPool,
+    pub any: AnyPool,
+}
+
+/// Statements may not wait on locks or idle transactions forever: a session
+/// left idle in a transaction is cut off instead of blocking writers.
+const PG_SESSION_SETTINGS: &str = "SET statement_timeout = '15s'; \
+     SET lock_timeout = '5s'; \
+     SET idle_in_transaction_session_timeout = '30s'";
+
+impl Db {
+    pub fn dialect(&self) -> Dialect {
+        match self.events {
+            EventPool::Postgres(_) => Dialect::Postgres,
+            EventPool::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    pub async fn connect_postgres(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        let events = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(PG_SESSION_SETTINGS).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        sqlx::any::install_default_drivers();
+        let any = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(PG_SESSION_SETTINGS).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self {
+            events: EventPool::Postgres(events),
+            any,
+        })
+    }
+
+    /// Opens (creating if needed) `crm.db` in `data_dir`.
+    pub async fn connect_sqlite(data_dir: &Path) -> Result<Self, sqlx::Error> {
+        std::fs::create_dir_all(data_dir)?;
+        let path = data_dir.join("crm.db");
+        let url = format!("sqlite://{}", path.display());
+        // WAL lets readers run beside the one writer; FULL keeps every
+        // acknowledged commit across a power loss.
+        let options = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let events = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        sqlx::any::install_default_drivers();
+        let any = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = FULL")
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self {
+            events: EventPool::Sqlite(events),
+            any,
+        })
+    }
+
+    /// Applies the embedded migrations of this dialect (idempotent).
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match &self.events {
+            EventPool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await,
+            EventPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await,
+        }
+    }
+
+    /// Answers whether the database is reachable right now.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.any).await.is_ok()
+    }
+}

@@ -1,0 +1,190 @@
+//! Reading stored events directly: in commit order for the relay, the
+//! embedded feed and replays, and one stream for the audit history. These
+//! readers return errors instead of panicking (the cqrs-es replay stream
+//! unwraps database errors, so we do not use it).
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::db::{Db, EventPool};
+
+/// One event as stored, payload already upcast to the current version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Commit-order position: `global_position` on Postgres, `rowid` on SQLite.
+    pub position: i64,
+    /// The writing transaction (Postgres `xid8`); 0 on SQLite.
+    pub transaction_id: u64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+impl StoredEvent {
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(Value::as_str)
+    }
+
+    /// The deduplication id on the bus: `<aggregate_type>:<id>:<sequence>`.
+    pub fn message_id(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.aggregate_type, self.aggregate_id, self.sequence
+        )
+    }
+
+    /// Where this event is in commit order.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            transaction_id: self.transaction_id,
+            position: self.position,
+        }
+    }
+}
+
+/// A point in commit order: everything at or before it has been handled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub transaction_id: u64,
+    pub position: i64,
+}
+
+const COLUMNS: &str =
+    "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
+
+fn from_pg_row(row: &sqlx::postgres::PgRow) -> Result<StoredEvent, sqlx::Error> {
+    let transaction_id: String = row.try_get("transaction_id")?;
+    let event_type: String = row.try_get("event_type")?;
+    let event_version: String = row.try_get("event_version")?;
+    let payload: Value = row.try_get("payload")?;
+    Ok(StoredEvent {
+        position: row.try_get("global_position")?,
+        transaction_id: transaction_id
+            .parse()
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        payload: domain::upcasters::upcast(&event_type, &event_version, payload),
+        event_type,
+        event_version,
+        metadata: row.try_get("metadata")?,
+    })
+}
+
+fn from_sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::Error> {
+    let parse = |column: &str| -> Result<Value, sqlx::Error> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    };
+    let event_type: String = row.try_get("event_type")?;
+    let event_version: String = row.try_get("event_version")?;
+    Ok(StoredEvent {
+        position: row.try_get("position")?,
+        transaction_id: 0,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        payload: domain::upcasters::upcast(&event_type, &event_version, parse("payload")?),
+        event_type,
+        event_version,
+        metadata: parse("metadata")?,
+    })
+}
+
+/// Events committed after `after`, in commit order, at most `limit`.
+///
+/// On Postgres this never passes a transaction still in flight: it stops
+/// below the oldest running transaction (`pg_snapshot_xmin`), so an event
+/// whose transaction commits after a later-numbered one is read in its turn,
+/// never skipped.
+pub async fn read_committed_after(
+    db: &Db,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    match &db.events {
+        EventPool::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, global_position, transaction_id::text AS transaction_id \
+                 FROM events \
+                 WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY transaction_id, global_position LIMIT $3"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.transaction_id.to_string())
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_pg_row).collect()
+        }
+        EventPool::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, rowid AS position FROM events \
+                 WHERE rowid > $1 ORDER BY rowid LIMIT $2"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(after.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_sqlite_row).collect()
+        }
+    }
+}
+
+/// One aggregate's events, oldest first.
+pub async fn read_stream(
+    db: &Db,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    match &db.events {
+        EventPool::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, global_position, transaction_id::text AS transaction_id \
+                 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_pg_row).collect()
+        }
+        EventPool::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, rowid AS position FROM events \
+                 WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(aggregate_id)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_sqlite_row).collect()
+        }
+    }
+}
+
+/// How many events the store holds, and the time of the newest (for lag).
+pub async fn head(db: &Db) -> Result<(i64, Option<String>), sqlx::Error> {
+    let sql = match db.dialect() {
+        crate::Dialect::Postgres => {
+            "SELECT count(*) AS n, (SELECT metadata->>'occurred_at' FROM events \
+             ORDER BY global_position DESC LIMIT 1) AS newest FROM events"
+        }
+        crate::Dialect::Sqlite => {
+            "SELECT count(*) AS n, (SELECT json_extract(metadata, '$.occurred_at') FROM events \
+             ORDER BY rowid DESC LIMIT 1) AS newest FROM events"
+        }
+    };
+    let row = sqlx::query(sql).fetch_one(&db.any).await?;
+    Ok((row.try_get("n")?, row.try_get("newest")?))
+}

@@ -1,0 +1,242 @@
+//! [`Commands`]: the one way to run a command against an aggregate.
+//!
+//! This is the plain event-store mode of cqrs-es (no snapshots: its snapshot
+//! modes applied events twice here). We drive `load_aggregate` / `handle` /
+//! `commit` ourselves rather than through `CqrsFramework::execute` so that the
+//! tenant check, the `If-Match` version check and the resulting state and
+//! version are handled in this one place.
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
+use domain::Tenanted;
+use postgres_es::PostgresEventRepository;
+use sqlite_es::SqliteEventRepository;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use crate::db::{Db, EventPool};
+use crate::error::{from_aggregate_error, CommandError};
+use crate::CommandContext;
+
+/// What the caller expects the aggregate's version to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever it is now: a lost race is retried against fresh state.
+    Any,
+    /// Exactly this version (`If-Match`): a mismatch is [`CommandError::Stale`].
+    Version(u64),
+}
+
+/// The aggregate after the command, and its version (its last event sequence).
+#[derive(Debug)]
+pub struct Outcome<A: Aggregate> {
+    pub state: A,
+    pub version: u64,
+    pub events: Vec<A::Event>,
+}
+
+/// How many times a command without an expected version is re-decided after
+/// losing an optimistic-lock race.
+const RETRIES_ON_CONFLICT: usize = 8;
+
+#[derive(Clone)]
+pub struct Commands {
+    db: Db,
+    committed: Arc<Notify>,
+}
+
+enum Store<A: Aggregate> {
+    Postgres(PersistedEventStore<PostgresEventRepository, A>),
+    Sqlite(PersistedEventStore<SqliteEventRepository, A>),
+}
+
+impl<A: Aggregate> Store<A> {
+    fn new(pool: &EventPool) -> Self {
+        match pool {
+            EventPool::Postgres(pool) => Self::Postgres(
+                PersistedEventStore::new_event_store(PostgresEventRepository::new(pool.clone()))
+                    .with_upcasters(domain::upcasters::all()),
+            ),
+            EventPool::Sqlite(pool) => Self::Sqlite(
+                PersistedEventStore::new_event_store(SqliteEventRepository::new(pool.clone()))
+                    .with_upcasters(domain::upcasters::all()),
+            ),
+        }
+    }
+
+    async fn load(
+        &self,
+        id: &str,
+    ) -> Result<cqrs_es::persist::EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        match self {
+            Self::Postgres(store) => store.load_aggregate(id).await,
+            Self::Sqlite(store) => store.load_aggregate(id).await,
+        }
+    }
+
+    async fn commit(
+        &self,
+        events: Vec<A::Event>,
+        context: cqrs_es::persist::EventStoreAggregateContext<A>,
+        metadata: std::collections::HashMap<String, String>,
+    ) -> Result<(), AggregateError<A::Error>> {
+        match self {
+            Self::Postgres(store) => store.commit(events, context, metadata).await.map(drop),
+            Self::Sqlite(store) => store.commit(events, context, metadata).await.map(drop),
+        }
+    }
+}
+
+impl Commands {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            committed: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Woken after every commit of this process: the embedded mode's
+    /// in-process bus.
+    pub fn commit_signal(&self) -> Arc<Notify> {
+        self.committed.clone()
+    }
+
+    /// Runs `command` against aggregate `id` on behalf of `ctx`.
+    pub async fn execute<A>(
+        &self,
+        id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+        expect: Expect,
+    ) -> Result<Outcome<A>, CommandError<A::Error>>
+    where
+        A: Tenanted<Services = ()> + Clone,
+        A::Command: Clone,
+    {
+        let store = Store::<A>::new(&self.db.events);
+        let attempts = match expect {
+            Expect::Any => RETRIES_ON_CONFLICT,
+            Expect::Version(_) => 1,
+        };
+        for _ in 0..attempts {
+            let result = self.attempt(&store, id, command.clone(), ctx, expect).await;
+            match result {
+                Ok(outcome) => {
+                    record_command(A::TYPE, "ok");
+                    return Ok(outcome);
+                }
+                Err(Some(error)) => {
+                    record_command(A::TYPE, outcome_label(&error));
+                    return Err(error);
+                }
+                Err(None) => continue,
+            }
+        }
+        record_command(A::TYPE, "conflict");
+        Err(match expect {
+            Expect::Any => CommandError::Contended,
+            // Someone committed between our load and our commit: our version is stale.
+            Expect::Version(v) => CommandError::Stale { current: v + 1 },
+        })
+    }
+
+    /// One load-decide-commit. `Err(None)` is a lost optimistic-lock race.
+    async fn attempt<A>(
+        &self,
+        store: &Store<A>,
+        id: &str,
+        command: A::Command,
+        ctx: &CommandContext,
+        expect: Expect,
+    ) -> Result<Outcome<A>, Option<CommandError<A::Error>>>
+    where
+        A: Tenanted<Services = ()> + Clone,
+    {
+        let mut context = store.load(id).await.map_err(from_aggregate_error)?;
+        let current = context.current_sequence as u64;
+        if let Some(owner) = context.aggregate.company_id() {
+            if owner != ctx.company_id && !A::registers(&command) {
+                return Err(Some(CommandError::NotFound));
+            }
+        }
+        if let Expect::Version(expected) = expect {
+            if expected != current {
+                return Err(Some(CommandError::Stale { current }));
+            }
+        }
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(|e| Some(CommandError::Domain(e)))?;
+        let events = sink.collect().await;
+        let state = context.aggregate.clone();
+        if events.is_empty() {
+            return Ok(Outcome {
+                state,
+                version: current,
+                events,
+            });
+        }
+        let version = current + events.len() as u64;
+        store
+            .commit(events.clone(), context, ctx.metadata())
+            .await
+            .map_err(from_aggregate_error)?;
+        for event in &events {
+            metrics::counter!("crm_events_total", "type" => cqrs_es::DomainEvent::event_type(event))
+                .increment(1);
+        }
+        self.committed.notify_waiters();
+        Ok(Outcome {
+            state,
+            version,
+            events,
+        })
+    }
+
+    /// The current state and version of an aggregate of the caller's company,
+    /// for checks a command needs beyond its own aggregate. `None` when it
+    /// does not exist or belongs to another company.
+    pub async fn load<A>(
+        &self,
+        id: &str,
+        company: domain::CompanyId,
+    ) -> Result<Option<(A, u64)>, CommandError<A::Error>>
+    where
+        A: Tenanted<Services = ()>,
+    {
+        let store = Store::<A>::new(&self.db.events);
+        let context = store
+            .load(id)
+            .await
+            .map_err(|e| from_aggregate_error(e).unwrap_or(CommandError::Contended))?;
+        Ok(match context.aggregate.company_id() {
+            Some(owner) if owner == company => {
+                Some((context.aggregate, context.current_sequence as u64))
+            }
+            _ => None,
+        })
+    }
+}
+
+fn record_command(aggregate: &'static str, outcome: &'static str) {
+    metrics::counter!("crm_commands_total", "aggregate" => aggregate, "outcome" => outcome)
+        .increment(1);
+}
+
+fn outcome_label<E: std::error::Error>(error: &CommandError<E>) -> &'static str {
+    match error {
+        CommandError::Domain(_) => "rejected",
+        CommandError::NotFound => "not_found",
+        CommandError::Stale { .. } => "stale",
+        CommandError::Contended => "conflict",
+        CommandError::Unavailable(_) => "unavailable",
+        CommandError::Internal(_) => "error",
+    }
+}

@@ -1,0 +1,1 @@
+//! Photos as files under `<data dir>/photos`.

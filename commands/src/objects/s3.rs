@@ -1,0 +1,1 @@
+//! Photos in MinIO/S3 through the `minio` crate.

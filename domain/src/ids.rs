@@ -1,0 +1,49 @@
+//! Newtypes for every id, so a customer id can never be passed where a
+//! company id is wanted.
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A tenant.
+    CompanyId
+);
+id_type!(
+    /// A person who logs in; belongs to exactly one company.
+    UserId
+);
+id_type!(
+    /// A customer of a company.
+    CustomerId
+);
+id_type!(
+    /// An uploaded image.
+    PhotoId
+);

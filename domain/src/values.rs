@@ -1,0 +1,375 @@
+//! Value types that cannot be built invalid: parse, don't validate.
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::{CompanyId, PhotoId};
+
+/// Why a raw value was refused; the message is written for an API client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub String);
+
+fn invalid(message: impl Into<String>) -> InvalidValue {
+    InvalidValue(message.into())
+}
+
+/// Trims, refuses blank text, control characters and text over `max` characters.
+fn bounded_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(invalid("must not be empty"));
+    }
+    if trimmed.chars().count() > max {
+        return Err(invalid(format!("must be at most {max} characters")));
+    }
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(invalid("must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+macro_rules! text_value {
+    ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_CHARS: usize = $max;
+
+            pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+                bounded_text(raw, $max).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+text_value!(
+    /// A first name or a surname: non-blank, at most 200 characters.
+    PersonName,
+    200
+);
+text_value!(
+    /// A company's name: non-blank, at most 200 characters.
+    CompanyName,
+    200
+);
+text_value!(
+    /// A job title: non-blank, at most 200 characters.
+    Title,
+    200
+);
+text_value!(
+    /// Free text about a customer: at most 10,000 characters.
+    Notes,
+    10_000
+);
+
+/// An email address as its owner wrote it; compared by [`Email::normalized`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let email = raw.trim();
+        if email.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        if email.len() > 254 {
+            return Err(invalid("must be at most 254 characters"));
+        }
+        let (local, domain) = email
+            .rsplit_once('@')
+            .ok_or_else(|| invalid("must be an email address like name@example.com"))?;
+        let domain_ok = !domain.is_empty()
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..")
+            && domain
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.contains('@')
+            && !local.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !domain_ok || !local_ok {
+            return Err(invalid("must be an email address like name@example.com"));
+        }
+        Ok(Self(email.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key that makes emails unique, case-insensitively.
+    pub fn normalized(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A phone number: digits with the usual separators, 3 to 32 characters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        let phone = raw.trim();
+        let allowed = |c: char| c.is_ascii_digit() || " +-().".contains(c);
+        let digits = phone.chars().filter(char::is_ascii_digit).count();
+        if phone.len() > 32 || digits < 3 || !phone.chars().all(allowed) {
+            return Err(invalid(
+                "must be a phone number: digits, spaces and + - ( ) . only",
+            ));
+        }
+        Ok(Self(phone.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a user may do in its company.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+impl Role {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        match raw {
+            "admin" => Ok(Role::Admin),
+            "user" => Ok(Role::User),
+            _ => Err(invalid("must be \"admin\" or \"user\"")),
+        }
+    }
+}
+
+/// A slow salted password hash (PHC string). The domain never sees a password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn from_phc(phc: String) -> Result<Self, InvalidValue> {
+        if phc.starts_with('$') && phc.len() > 20 {
+            Ok(Self(phc))
+        } else {
+            Err(invalid("is not a password hash"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+/// The image formats we accept, judged from their first bytes only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageType {
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    #[serde(rename = "image/png")]
+    Png,
+    #[serde(rename = "image/webp")]
+    Webp,
+    #[serde(rename = "image/gif")]
+    Gif,
+}
+
+impl ImageType {
+    /// How many leading bytes [`ImageType::sniff`] needs.
+    pub const SNIFF_LEN: usize = 12;
+
+    /// Recognizes the image type from its magic bytes; the file name and the
+    /// declared type are never trusted.
+    pub fn sniff(head: &[u8]) -> Option<Self> {
+        match head {
+            [0xFF, 0xD8, 0xFF, ..] => Some(Self::Jpeg),
+            [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some(Self::Png),
+            [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
+            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
+            _ => None,
+        }
+    }
+
+    pub fn mime(&self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+            Self::Webp => "image/webp",
+            Self::Gif => "image/gif",
+        }
+    }
+}
+
+/// Hex sha256 of a photo's bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sha256Hex(String);
+
+impl Sha256Hex {
+    pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(raw.to_ascii_lowercase()))
+        } else {
+            Err(invalid("must be 64 hex digits"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a photo's bytes live in the object store: built from ids only, so no
+/// user-supplied text ever reaches a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    pub fn for_photo(company: CompanyId, photo: PhotoId) -> Self {
+        Self(format!("{company}/{photo}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A change to an optional field: set it to a value, or clear it (`null`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldChange<T> {
+    Set(T),
+    Cleared,
+}
+
+impl<T> FieldChange<T> {
+    pub fn into_option(self) -> Option<T> {
+        match self {
+            FieldChange::Set(value) => Some(value),
+            FieldChange::Cleared => None,
+        }
+    }
+}
+
+/// Lower-cases, strips accents and splits into words: the search key the read
+/// side stores, computed here so that both SQL dialects compare plain text.
+pub fn search_words(text: &str) -> Vec<String> {
+    use unicode_normalization::UnicodeNormalization;
+    let folded: String = text
+        .nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect();
+    folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Folds one piece of text the way [`search_words`] does, keeping punctuation
+/// (used for whole-email prefixes and sort keys).
+pub fn fold_text(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_name_is_trimmed_and_bounded() {
+        assert_eq!(PersonName::parse("  Ada ").unwrap().as_str(), "Ada");
+        assert!(PersonName::parse("   ").is_err());
+        assert!(PersonName::parse(&"x".repeat(201)).is_err());
+        assert!(PersonName::parse(&"é".repeat(200)).is_ok());
+    }
+
+    #[test]
+    fn email_compares_case_insensitively() {
+        let a = Email::parse("Ada@Example.com").unwrap();
+        let b = Email::parse("ada@example.COM").unwrap();
+        assert_eq!(a.normalized(), b.normalized());
+        assert!(Email::parse("not-an-email").is_err());
+        assert!(Email::parse("a@b").is_err());
+        assert!(Email::parse("a b@c.com").is_err());
+    }
+
+    #[test]
+    fn phone_accepts_separators_only() {
+        assert!(Phone::parse("+34 (91) 123-45.67").is_ok());
+        assert!(Phone::parse("call me").is_err());
+        assert!(Phone::parse("12").is_err());
+    }
+
+    #[test]
+    fn images_are_judged_by_their_bytes() {
+        assert_eq!(
+            ImageType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(ImageType::Jpeg)
+        );
+        assert_eq!(
+            ImageType::sniff(b"\x89PNG\r\n\x1a\n...."),
+            Some(ImageType::Png)
+        );
+        assert_eq!(ImageType::sniff(b"GIF89a"), Some(ImageType::Gif));
+        assert_eq!(
+            ImageType::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(ImageType::Webp)
+        );
+        assert_eq!(ImageType::sniff(b"hello, I am text"), None);
+        assert_eq!(ImageType::sniff(b""), None);
+    }
+
+    #[test]
+    fn search_words_fold_case_and_accents() {
+        assert_eq!(
+            search_words("José Álvarez-Núñez jose.alvarez@Example.com"),
+            vec!["jose", "alvarez", "nunez", "jose", "alvarez", "example", "com"]
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The contract of a projection and the driver that applies one event to one
+//! view exactly once in effect.
+//!
+//! Every view row carries `last_seq`, the last event sequence of its aggregate
+//! it has applied. Each write is guarded by it (`... WHERE last_seq = seq - 1`,
+//! or `INSERT ... ON CONFLICT DO NOTHING` for the first event), so:
+//! - a duplicate (redelivery, a second worker) changes nothing;
+//! - an event whose predecessor is not applied yet is refused as
+//!   [`Applied::NotYet`], to be retried later, never dropped.
+use async_trait::async_trait;
+use commands::events::StoredEvent;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("event {0} cannot be read: {1}")]
+    BadEvent(String, String),
+}
+
+impl ProjectionError {
+    pub fn bad_event(event: &StoredEvent, error: impl std::fmt::Display) -> Self {
+        Self::BadEvent(event.message_id(), error.to_string())
+    }
+}
+
+/// What happened to one event at one view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// Already applied before: nothing changed.
+    Duplicate,
+    /// Its predecessor is not applied yet; retry later.
+    NotYet,
+    /// Not an event this view is about.
+    Ignored,
+}
+
+/// One read model, fed by the events of one aggregate type.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// The name operators use (`crm projections rebuild customers`).
+    fn name(&self) -> &'static str;
+    fn aggregate_type(&self) -> &'static str;
+    /// The table whose rows (keyed by aggregate id) carry `last_seq`.
+    fn table(&self) -> &str;
+    /// Every table this view writes (for rebuilds).
+    fn tables(&self) -> Vec<String>;
+    /// The same view writing into other tables (a rebuild's shadow copy).
+    fn with_suffix(&self, suffix: &str) -> Box<dyn Projection>;
+    /// Writes the event, guarded by `last_seq`; returns the rows the guarded
+    /// write changed (0 means another writer got there first).
+    async fn write(
+        &self,
+        conn: &mut AnyConnection,
+        event: &StoredEvent,
+    ) -> Result<u64, ProjectionError>;
+}
+
+/// The `last_seq` of one row, 0 when the row does not exist.
+pub async fn last_applied(
+    conn: &mut AnyConnection,
+    table: &str,
+    id: &str,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT last_seq FROM {table} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| r.try_get::<i64, _>(0)).transpose().map(|v| v.unwrap_or(0))
+}
+
+/// Applies one event to one view in its own transaction.
+pub async fn apply(
+    pool: &AnyPool,
+    view: &dyn Projection,
+    event: &StoredEvent,
+) -> Result<Applied, ProjectionError> {
+    if event.aggregate_type != view.aggregate_type() {
+        return Ok(Applied::Ignored);
+    }
+    let mut tx = pool.begin().await?;
+    let last = last_applied(&mut tx, view.table(), &event.aggregate_id).await?;
+    let verdict = if event.sequence <= last {
+        Applied::Duplicate
+    } else if event.sequence > last + 1 {
+        Applied::NotYet
+    } else if view.write(&mut tx, event).await? == 0 {
+        // Another writer applied it between our read and our write.
+        Applied::Duplicate
+    } else {
+        Applied::Applied
+    };
+    if verdict == Applied::Applied {
+        tx.commit().await?;
+        metrics::counter!("crm_projection_events_total", "projection" => view.name())
+            .increment(1);
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(verdict)
+}
+
+/// The event's time as stored text: projections use event time, never
+/// `now()`, so a rebuilt view equals the live one.
+pub fn event_time(event: &StoredEvent) -> Result<String, ProjectionError> {
+    event
+        .meta(commands::context::META_OCCURRED_AT)
+        .map(str::to_owned)
+        .ok_or_else(|| ProjectionError::bad_event(event, "no occurred_at in metadata"))
+}
+
+pub fn typed<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, ProjectionError> {
+    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::bad_event(event, e))
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real local services.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p api          # extra arguments go to `cargo test`
+#   scripts/test.sh -- --nocapture
+#
+# Starts PostgreSQL, NATS (JetStream) and an s3s-fs S3 server if needed
+# (scripts/services.sh). Honours an existing CARGO_TARGET_DIR and S3_PORT.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+"$ROOT/scripts/services.sh"
+
+# Tests create their own fresh databases from this URL.
+export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
+export TEST_NATS_URL="nats://127.0.0.1:4222"
+export TEST_S3_ENDPOINT="http://127.0.0.1:${S3_PORT:-9100}"
+export TEST_S3_ACCESS_KEY="crmtest"
+export TEST_S3_SECRET_KEY="crmtest-secret-key"
+# Make service-backed tests fail instead of silently skipping.
+export CRM_REQUIRE_SERVICES=1
+
+exec cargo test --workspace --locked "$@"
