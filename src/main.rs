@@ -1,1 +1,80 @@
-fn main() {}
+//! `crm`: the one binary. With no arguments it serves the whole system in
+//! embedded mode; subcommands run the pieces apart for the full stack.
+use clap::{Parser, Subcommand};
+
+mod config;
+mod runtime;
+
+use config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "crm",
+    version,
+    about = "Multi-tenant CRM backend (event-sourced, CQRS)"
+)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and, unless --no-workers, the relay and projections).
+    Serve {
+        /// Only the API: run `crm relay` and `crm project` as separate processes.
+        #[arg(long)]
+        no_workers: bool,
+    },
+    /// Publish committed events to NATS JetStream (one active relay holds the lease).
+    Relay,
+    /// Run the projection workers and policies (durable JetStream consumers).
+    Project,
+    /// Apply the database migrations and exit.
+    Migrate,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Err(error) = cli.config.validate() {
+        eprintln!("crm: configuration error: {error}");
+        std::process::exit(2);
+    }
+    init_logging(cli.config.log_format);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve { no_workers: false }) {
+        Command::Serve { no_workers } => {
+            runtime::serve(
+                config,
+                runtime::Serve {
+                    with_workers: !no_workers,
+                },
+                metrics,
+            )
+            .await
+        }
+        Command::Relay => runtime::run_feeds(config, true, false).await,
+        Command::Project => runtime::run_feeds(config, false, true).await,
+        Command::Migrate => {
+            runtime::open_db(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}

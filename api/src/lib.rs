@@ -1,1 +1,120 @@
-//! api
+//! The REST layer (axum): the HTTP contract of `shared/API.md`.
+//!
+//! The life of a request: middleware gives it a request id, a trace span,
+//! metrics, CORS and size/time limits; the [`auth::Caller`] extractor verifies
+//! the token and is the only source of the company id; a handler in
+//! [`routes`] validates the body into domain values, runs commands through
+//! `commands::Commands` (writes) or queries the read models in
+//! `projections::read` (reads); every error leaves as problem+json through
+//! [`error::ApiError`].
+//!
+//! The OpenAPI document is generated from the same handler list that builds
+//! the router ([`routes::router`]), so the spec and the router cannot drift.
+
+pub mod auth;
+pub mod cursor;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod middleware;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;
+pub mod validate;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::Router;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The OpenAPI 3.1 document of every route.
+pub fn openapi() -> OpenApi {
+    let (_, spec) = routes::router().split_for_parts();
+    decorate(spec)
+}
+
+fn decorate(mut spec: OpenApi) -> OpenApi {
+    spec.info.title = "CRM API".into();
+    spec.info.version = "1.0.0".into();
+    spec.info.description =
+        Some("Multi-tenant CRM: companies, users, customers and their photos.".into());
+    let components = spec.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .build(),
+        ),
+    );
+    spec
+}
+
+/// HTTP settings the router needs beyond the state.
+pub struct HttpSettings {
+    pub cors_origins: Vec<String>,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+}
+
+/// The whole application: routes, docs, fallbacks and middleware.
+pub fn app(state: AppState, http: &HttpSettings) -> Router {
+    let (router, spec) = routes::router().split_for_parts();
+    let spec = decorate(spec);
+    let router = router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not allow that method",
+            )
+        })
+        .with_state(state);
+    middleware::wrap(
+        router,
+        http,
+        cors(&http.cors_origins),
+        DefaultBodyLimit::max(http.body_limit),
+    )
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::IF_MATCH,
+            "idempotency-key".parse().expect("valid header name"),
+            "x-consistency-token".parse().expect("valid header name"),
+        ])
+        .expose_headers([
+            axum::http::header::ETAG,
+            axum::http::header::LOCATION,
+            axum::http::header::RETRY_AFTER,
+            "x-consistency-token".parse().expect("valid header name"),
+            "x-consistency-stale".parse().expect("valid header name"),
+            "x-request-id".parse().expect("valid header name"),
+        ])
+        .max_age(Duration::from_secs(600))
+}

@@ -14,6 +14,7 @@
 //! - [`passwords`]: argon2id hashing and verification, off the async threads.
 //! - [`objects`]: the object store for photo bytes (S3 via `minio`, or local files).
 
+pub mod accounts;
 pub mod context;
 pub mod db;
 pub mod error;

@@ -1,1 +1,18 @@
-//! projections
+//! The read side: projections that turn events into company-scoped read
+//! models, the feeds that bring events to them, and the queries the API runs.
+//!
+//! - [`view`]: the projection contract and the exactly-once-in-effect driver.
+//! - [`views`]: the read models (`companies`, `users`, `customers`, `photos`).
+//! - [`feed`]: how events arrive: in process after each commit (embedded), or
+//!   relay → NATS JetStream → durable consumers (full stack).
+//! - [`policy`]: process managers that react to events with commands.
+//! - [`read`]: the queries behind every GET, each taking the caller's company.
+//! - [`consistency`]: read-your-writes waits for a write's events.
+//! - [`rebuild`]: replaying the event store into a shadow table, then swapping.
+
+pub mod consistency;
+pub mod feed;
+pub mod policy;
+pub mod read;
+pub mod view;
+pub mod views;

@@ -68,7 +68,9 @@ pub async fn last_applied(
         .bind(id)
         .fetch_optional(conn)
         .await?;
-    row.map(|r| r.try_get::<i64, _>(0)).transpose().map(|v| v.unwrap_or(0))
+    row.map(|r| r.try_get::<i64, _>(0))
+        .transpose()
+        .map(|v| v.unwrap_or(0))
 }
 
 /// Applies one event to one view in its own transaction.
@@ -94,8 +96,7 @@ pub async fn apply(
     };
     if verdict == Applied::Applied {
         tx.commit().await?;
-        metrics::counter!("crm_projection_events_total", "projection" => view.name())
-            .increment(1);
+        metrics::counter!("crm_projection_events_total", "projection" => view.name()).increment(1);
     } else {
         tx.rollback().await?;
     }

@@ -1,0 +1,146 @@
+//! Extractors whose rejections are problem+json: axum's own `Json`, `Path`
+//! and `Query` rejections, turned into our error type, plus the headers the
+//! contract defines (`If-Match`, `Idempotency-Key`, `X-Consistency-Token`).
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use projections::consistency::ConsistencyToken;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body; unknown fields, wrong types and bad syntax are problems.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::JsonDataError(e) => {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text())
+                }
+                JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(e.body_text()),
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "expected a body with Content-Type: application/json",
+                ),
+                other => ApiError::new(other.status(), other.body_text()),
+            }),
+        }
+    }
+}
+
+/// Path parameters; a malformed id is `400`.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|rejection: PathRejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+/// Query parameters; malformed ones are `400`.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| Self(value))
+            .map_err(|rejection: QueryRejection| ApiError::bad_request(rejection.body_text()))
+    }
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match parts.headers.get(name) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map(|v| Some(v.trim()))
+            .map_err(|_| ApiError::bad_request(format!("the {name} header is not valid text"))),
+    }
+}
+
+/// `If-Match: "<version>"`; `None` when absent or `*`.
+pub struct IfMatch(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = header(parts, "if-match")? else {
+            return Ok(Self(None));
+        };
+        if raw == "*" {
+            return Ok(Self(None));
+        }
+        let tag = raw.trim_start_matches("W/").trim_matches('"');
+        tag.parse().map(|v| Self(Some(v))).map_err(|_| {
+            ApiError::bad_request("If-Match must be an ETag from this API, like \"3\"")
+        })
+    }
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match header(parts, "idempotency-key")? {
+            None => Ok(Self(None)),
+            Some(key)
+                if !key.is_empty()
+                    && key.len() <= 255
+                    && key.bytes().all(|b| b.is_ascii_graphic()) =>
+            {
+                Ok(Self(Some(key.to_owned())))
+            }
+            Some(_) => Err(ApiError::bad_request(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )),
+        }
+    }
+}
+
+/// `X-Consistency-Token` sent back by a read.
+pub struct WaitFor(pub Option<ConsistencyToken>);
+
+impl<S: Send + Sync> FromRequestParts<S> for WaitFor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match header(parts, "x-consistency-token")? {
+            None => Ok(Self(None)),
+            Some(raw) => ConsistencyToken::decode(raw)
+                .map(|token| Self(Some(token)))
+                .ok_or_else(|| {
+                    ApiError::bad_request("X-Consistency-Token is not a token this API issued")
+                }),
+        }
+    }
+}
+
+/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`)
+/// or a value (`Some(Some(v))`), for PATCH bodies.
+pub fn nullable<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+use serde::Deserialize;

@@ -1,0 +1,193 @@
+//! Signup, the token endpoint and `/v1/me`.
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use commands::{accounts, passwords, CommandContext};
+use domain::user::UserCommand;
+use domain::values::{CompanyName, Email, PersonName, Role};
+use domain::{CompanyId, UserId};
+use projections::consistency::ConsistencyToken;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::company::CompanyDto;
+use super::users::{load_user, UserDto};
+use super::Reply;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Json, WaitFor};
+use crate::state::AppState;
+use crate::validate::Fields;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    company_name: Option<String>,
+    name: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupResponse {
+    company: CompanyDto,
+    user: UserDto,
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+}
+
+/// Creates a company and its first admin, and logs the admin in.
+#[utoipa::path(post, path = "/v1/signup", tag = "auth", request_body = SignupRequest,
+    responses((status = 201, body = SignupResponse), (status = 409, body = Problem), (status = 422, body = Problem), (status = 403, body = Problem)))]
+pub async fn signup(
+    State(state): State<AppState>,
+    Json(body): Json<SignupRequest>,
+) -> ApiResult<Reply<SignupResponse>> {
+    if !state.settings.signup_enabled {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "signup is disabled on this server",
+        ));
+    }
+    let mut fields = Fields::default();
+    let company_name = fields.required(
+        "company_name",
+        body.company_name.as_deref(),
+        CompanyName::parse,
+    );
+    let name = fields.required("name", body.name.as_deref(), PersonName::parse);
+    let email = fields.required("email", body.email.as_deref(), Email::parse);
+    let password = fields.password("password", body.password.as_deref());
+    fields.finish()?;
+    let (Some(company_name), Some(name), Some(email), Some(password)) =
+        (company_name, name, email, password)
+    else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let password_hash = passwords::hash(password)
+        .await
+        .map_err(ApiError::internal)?;
+    let ctx = CommandContext::new(
+        CompanyId(Uuid::now_v7()),
+        UserId(Uuid::now_v7()),
+        Uuid::now_v7(),
+    );
+    let register = UserCommand::Register {
+        user_id: ctx.user_id,
+        company_id: ctx.company_id,
+        email: email.clone(),
+        name,
+        surname: None,
+        title: None,
+        role: Role::Admin,
+        password_hash,
+    };
+    let (company, user) =
+        accounts::sign_up(&state.commands, &ctx, company_name, register, &email).await?;
+    let token = ConsistencyToken::applied("company", ctx.company_id, company.version)
+        .and(ConsistencyToken::applied("user", ctx.user_id, user.version));
+    // Login must work at once: wait for the views before answering.
+    state.await_token(Some(&token)).await;
+    let caller = Caller {
+        user_id: ctx.user_id,
+        company_id: ctx.company_id,
+        role: Role::Admin,
+    };
+    let user = load_user(&state, &caller, ctx.user_id).await?;
+    let company = super::company::load_company(&state, ctx.company_id).await?;
+    let ttl = state.settings.token_ttl.as_secs();
+    let credentials =
+        projections::read::users::credentials_by_id(state.pool(), ctx.company_id, ctx.user_id)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+    let access_token =
+        state
+            .tokens
+            .issue(&user.0.id, &company.0.id, credentials.security_stamp, ttl)?;
+    Ok(Reply::ok(SignupResponse {
+        company: company.0,
+        user: user.0,
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+    })
+    .status(StatusCode::CREATED)
+    .token(token))
+}
+
+/// Exchanges an email and password for an access token.
+#[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<TokenRequest>,
+) -> ApiResult<Reply<TokenResponse>> {
+    let email_key = body.email.trim().to_lowercase();
+    let keys = [format!("email:{email_key}"), format!("ip:{}", peer.ip())];
+    if let Some(seconds) = keys
+        .iter()
+        .filter_map(|k| state.login_limiter.blocked_for(k))
+        .max()
+    {
+        return Err(ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; retry later",
+            )
+        });
+    }
+    let credentials =
+        projections::read::users::credentials_by_email(state.pool(), &email_key).await?;
+    let hash = credentials.as_ref().map(|c| c.password_hash.clone());
+    // Unknown email and wrong password cost the same and answer the same.
+    let valid = passwords::verify(body.password, hash).await;
+    let Some(credentials) = credentials.filter(|_| valid) else {
+        keys.iter()
+            .for_each(|k| state.login_limiter.record_failure(k));
+        return Err(ApiError::unauthorized("invalid email or password"));
+    };
+    state.login_limiter.reset(&keys[0]);
+    let ttl = state.settings.token_ttl.as_secs();
+    let access_token = state.tokens.issue(
+        &credentials.id,
+        &credentials.company_id,
+        credentials.security_stamp,
+        ttl,
+    )?;
+    Ok(Reply::ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+    }))
+}
+
+/// The calling user.
+#[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = UserDto), (status = 401, body = Problem)))]
+pub async fn me(
+    State(state): State<AppState>,
+    caller: Caller,
+    WaitFor(wait): WaitFor,
+) -> ApiResult<Reply<UserDto>> {
+    let stale = state.await_token(wait.as_ref()).await;
+    let (user, version) = load_user(&state, &caller, caller.user_id).await?;
+    Ok(Reply::ok(user).version(version).stale(stale))
+}

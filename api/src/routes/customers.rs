@@ -1,0 +1,611 @@
+//! Customers: CRUD, soft delete and restore, photo attach/detach (upload
+//! flow option 1), and the audit history read from the event stream.
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use commands::{CommandError, Expect};
+use domain::customer::{Customer, CustomerCommand, CustomerDetails, CustomerError, DetailsChange};
+use domain::photo::{Photo, PhotoCommand, PhotoError};
+use domain::values::{Email, FieldChange, Notes, PersonName, Phone};
+use domain::{CustomerId, PhotoId};
+use projections::consistency::ConsistencyToken;
+use projections::read::customers::{CustomerRow, CustomerSort, ListQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::users::expect;
+use super::{found, no_content, timestamp, PageParams, Reply};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, Query, WaitFor};
+use crate::state::AppState;
+use crate::validate::Fields;
+
+#[derive(Clone, Serialize, ToSchema)]
+pub struct PhotoRef {
+    pub id: String,
+    pub url: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+#[derive(Clone, Serialize, ToSchema)]
+pub struct CustomerDto {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    pub surname: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub notes: Option<String>,
+    pub photo: Option<PhotoRef>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+    pub deleted_at: Option<String>,
+    pub version: i64,
+}
+
+impl From<CustomerRow> for CustomerDto {
+    fn from(row: CustomerRow) -> Self {
+        let photo = match (row.photo_id, row.photo_content_type, row.photo_size) {
+            (Some(id), Some(content_type), Some(size)) => Some(PhotoRef {
+                url: format!("/v1/photos/{id}"),
+                id,
+                content_type,
+                size,
+            }),
+            _ => None,
+        };
+        Self {
+            id: row.id,
+            company_id: row.company_id,
+            name: row.name,
+            surname: row.surname,
+            email: row.email,
+            phone: row.phone,
+            notes: row.notes,
+            photo,
+            created_by: row.created_by,
+            created_at: timestamp(&row.created_at),
+            updated_by: row.updated_by,
+            updated_at: timestamp(&row.updated_at),
+            deleted_at: row.deleted_at.as_deref().map(timestamp),
+            version: row.last_seq,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerPage {
+    items: Vec<CustomerDto>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CustomerListParams {
+    /// Matches the start of any word of name, surname or email (case- and accent-insensitive).
+    q: Option<String>,
+    /// `created_at`, `-created_at` (default), `surname` or `-surname`.
+    sort: Option<String>,
+    /// `true` lists deleted customers instead.
+    deleted: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    /// A UUID the client chose; taken ids are `409`.
+    id: Option<Uuid>,
+    name: Option<String>,
+    surname: Option<String>,
+    email: Option<String>,
+    phone: Option<String>,
+    notes: Option<String>,
+    photo_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    name: Option<String>,
+    surname: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    notes: Option<Option<String>>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPhoto {
+    photo_id: Uuid,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryEntry {
+    sequence: i64,
+    #[serde(rename = "type")]
+    kind: String,
+    occurred_at: Option<String>,
+    user_id: Option<String>,
+    changes: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct History {
+    items: Vec<HistoryEntry>,
+}
+
+fn optional_change<T>(
+    fields: &mut Fields,
+    field: &str,
+    raw: Option<Option<String>>,
+    parse: impl FnOnce(&str) -> Result<T, domain::values::InvalidValue>,
+) -> Option<FieldChange<T>> {
+    match raw {
+        None => None,
+        Some(None) => Some(FieldChange::Cleared),
+        Some(Some(raw)) => fields.parse(field, &raw, parse).map(FieldChange::Set),
+    }
+}
+
+/// Waits for the customer's view to show `version`, then answers with it.
+async fn reply_customer(
+    state: &AppState,
+    caller: &Caller,
+    id: CustomerId,
+    token: ConsistencyToken,
+    version: u64,
+    status: StatusCode,
+) -> ApiResult<Reply<CustomerDto>> {
+    let stale = state.await_token(Some(&token)).await;
+    let row = found(projections::read::customers::get(state.pool(), caller.company_id, id).await?)?;
+    Ok(Reply::ok(CustomerDto::from(row))
+        .status(status)
+        .version(version as i64)
+        .token(token)
+        .stale(stale)
+        .location(format!("/v1/customers/{id}")))
+}
+
+/// Checks a photo can be shown by `customer`: it exists in the caller's
+/// company and is not attached to another customer.
+async fn check_photo(
+    state: &AppState,
+    caller: &Caller,
+    photo: PhotoId,
+    customer: CustomerId,
+) -> ApiResult<()> {
+    let Some((photo, _)) = state
+        .commands
+        .load::<Photo>(&photo.to_string(), caller.company_id)
+        .await?
+    else {
+        return Err(ApiError::not_found());
+    };
+    match (photo.attached_to, &photo.rejected) {
+        (_, Some(reason)) => Err(ApiError::conflict(format!(
+            "the photo was rejected: {reason}"
+        ))),
+        (Some(other), _) if other != customer => Err(ApiError::conflict(
+            "the photo is attached to another customer",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Records on the photos that `customer` now shows `photo` (and no longer `replaced`).
+async fn settle_photos(
+    state: &AppState,
+    caller: &Caller,
+    customer: CustomerId,
+    version: u64,
+    photo: Option<PhotoId>,
+    replaced: Option<PhotoId>,
+) -> ApiResult<ConsistencyToken> {
+    let ctx = caller.context();
+    let mut token = ConsistencyToken::default();
+    if let Some(photo) = photo {
+        let attach = PhotoCommand::Attach {
+            customer_id: customer,
+            customer_version: version,
+        };
+        let outcome = state
+            .commands
+            .execute::<Photo>(&photo.to_string(), attach, &ctx, Expect::Any)
+            .await?;
+        token = token.and(ConsistencyToken::applied("photo", photo, outcome.version));
+    }
+    if let Some(old) = replaced.filter(|old| Some(*old) != photo) {
+        let detach = PhotoCommand::Detach {
+            customer_id: customer,
+        };
+        match state
+            .commands
+            .execute::<Photo>(&old.to_string(), detach, &ctx, Expect::Any)
+            .await
+        {
+            Ok(outcome) => {
+                token = token.and(ConsistencyToken::applied("photo", old, outcome.version))
+            }
+            Err(CommandError::Domain(PhotoError::Rejected(_))) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(token)
+}
+
+/// A page of customers.
+#[utoipa::path(get, path = "/v1/customers", tag = "customers", security(("bearer" = [])),
+    params(PageParams, CustomerListParams),
+    responses((status = 200, body = CustomerPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn list_customers(
+    State(state): State<AppState>,
+    caller: Caller,
+    WaitFor(wait): WaitFor,
+    Query(page): Query<PageParams>,
+    Query(params): Query<CustomerListParams>,
+) -> ApiResult<Reply<CustomerPage>> {
+    let sort_text = params.sort.as_deref().unwrap_or("-created_at");
+    let sort = CustomerSort::parse(sort_text).ok_or_else(|| {
+        ApiError::bad_request("sort must be created_at, -created_at, surname or -surname")
+    })?;
+    let deleted = params.deleted.unwrap_or(false);
+    let search = params.q.filter(|q| !q.trim().is_empty());
+    if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::bad_request("q must be at most 200 characters"));
+    }
+    let scope = format!(
+        "{}/customers/{sort_text}/{deleted}/{}",
+        caller.company_id,
+        search.as_deref().unwrap_or("")
+    );
+    let after = page
+        .cursor
+        .as_deref()
+        .map(|c| crate::cursor::decode(&state.settings.cursor_key, &scope, c))
+        .transpose()?;
+    let stale = state.await_token(wait.as_ref()).await;
+    let query = ListQuery {
+        sort,
+        deleted,
+        search,
+        after,
+        limit: page.limit()?,
+    };
+    let (rows, next) =
+        projections::read::customers::list(state.pool(), caller.company_id, &query).await?;
+    Ok(Reply::ok(CustomerPage {
+        items: rows.into_iter().map(CustomerDto::from).collect(),
+        next_cursor: next.map(|k| crate::cursor::encode(&state.settings.cursor_key, &scope, &k)),
+    })
+    .stale(stale))
+}
+
+/// Creates a customer.
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = CreateCustomer,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first result")),
+    responses((status = 201, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(body): Json<CreateCustomer>,
+) -> ApiResult<Reply<CustomerDto>> {
+    let mut fields = Fields::default();
+    let name = fields.required("name", body.name.as_deref(), PersonName::parse);
+    let surname = fields.required("surname", body.surname.as_deref(), PersonName::parse);
+    let email = fields.optional("email", body.email.as_deref(), Email::parse);
+    let phone = fields.optional("phone", body.phone.as_deref(), Phone::parse);
+    let notes = fields.optional("notes", body.notes.as_deref(), Notes::parse);
+    fields.finish()?;
+    let (Some(name), Some(surname)) = (name, surname) else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let id = CustomerId(match (body.id, &key) {
+        (Some(id), _) => id,
+        (None, Some(key)) => crate::idempotency::derived_id(caller.company_id, "customer", key),
+        (None, None) => Uuid::now_v7(),
+    });
+    let photo = body.photo_id.map(PhotoId);
+    if let Some(photo) = photo {
+        check_photo(&state, &caller, photo, id).await?;
+    }
+    let register = CustomerCommand::Register {
+        customer_id: id,
+        company_id: caller.company_id,
+        details: CustomerDetails {
+            name,
+            surname,
+            email,
+            phone,
+            notes,
+        },
+        photo,
+        by: caller.user_id,
+    };
+    let ctx = caller.context();
+    let version = match state
+        .commands
+        .execute::<Customer>(&id.to_string(), register, &ctx, Expect::Any)
+        .await
+    {
+        Ok(outcome) => outcome.version,
+        Err(CommandError::Domain(CustomerError::AlreadyExists)) if key.is_some() => {
+            // A repeat of the same Idempotency-Key: answer as the first time.
+            match state
+                .commands
+                .load::<Customer>(&id.to_string(), caller.company_id)
+                .await?
+            {
+                Some((_, version)) => version,
+                None => return Err(ApiError::conflict("a customer with this id already exists")),
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let mut token = ConsistencyToken::applied("customer", id, version);
+    if photo.is_some() {
+        token = token.and(settle_photos(&state, &caller, id, version, photo, None).await?);
+    }
+    reply_customer(&state, &caller, id, token, version, StatusCode::CREATED).await
+}
+
+/// One customer (a deleted one too, with `deleted_at` set).
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem)))]
+pub async fn get_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    WaitFor(wait): WaitFor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Reply<CustomerDto>> {
+    let stale = state.await_token(wait.as_ref()).await;
+    let row = found(
+        projections::read::customers::get(state.pool(), caller.company_id, CustomerId(id)).await?,
+    )?;
+    let version = row.last_seq;
+    Ok(Reply::ok(CustomerDto::from(row))
+        .version(version)
+        .stale(stale))
+}
+
+/// Changes any subset of the writable fields; `null` clears an optional one.
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = UpdateCustomer,
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem),
+        (status = 412, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateCustomer>,
+) -> ApiResult<Reply<CustomerDto>> {
+    let mut fields = Fields::default();
+    let change = DetailsChange {
+        name: fields.optional("name", body.name.as_deref(), PersonName::parse),
+        surname: fields.optional("surname", body.surname.as_deref(), PersonName::parse),
+        email: optional_change(&mut fields, "email", body.email, Email::parse),
+        phone: optional_change(&mut fields, "phone", body.phone, Phone::parse),
+        notes: optional_change(&mut fields, "notes", body.notes, Notes::parse),
+    };
+    fields.finish()?;
+    let id = CustomerId(id);
+    let command = CustomerCommand::ChangeDetails {
+        change,
+        by: caller.user_id,
+    };
+    let outcome = state
+        .commands
+        .execute::<Customer>(
+            &id.to_string(),
+            command,
+            &caller.context(),
+            expect(expected),
+        )
+        .await?;
+    let token = ConsistencyToken::applied("customer", id, outcome.version);
+    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+}
+
+/// Soft-deletes a customer: it leaves the default list.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn delete_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let id = CustomerId(id);
+    let command = CustomerCommand::Delete { by: caller.user_id };
+    let outcome = state
+        .commands
+        .execute::<Customer>(
+            &id.to_string(),
+            command,
+            &caller.context(),
+            expect(expected),
+        )
+        .await?;
+    let token = ConsistencyToken::applied("customer", id, outcome.version);
+    state.await_token(Some(&token)).await;
+    Ok(no_content(token))
+}
+
+/// Restores a deleted customer.
+#[utoipa::path(post, path = "/v1/customers/{id}/restore", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn restore_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Reply<CustomerDto>> {
+    let id = CustomerId(id);
+    let command = CustomerCommand::Restore { by: caller.user_id };
+    let outcome = state
+        .commands
+        .execute::<Customer>(
+            &id.to_string(),
+            command,
+            &caller.context(),
+            expect(expected),
+        )
+        .await?;
+    let token = ConsistencyToken::applied("customer", id, outcome.version);
+    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+}
+
+/// Shows an uploaded photo on the customer (upload flow, option 1); the
+/// previous photo is detached.
+#[utoipa::path(put, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = SetPhoto,
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn set_photo(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+    Json(body): Json<SetPhoto>,
+) -> ApiResult<Reply<CustomerDto>> {
+    let id = CustomerId(id);
+    let photo = PhotoId(body.photo_id);
+    if state
+        .commands
+        .load::<Customer>(&id.to_string(), caller.company_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found());
+    }
+    check_photo(&state, &caller, photo, id).await?;
+    let command = CustomerCommand::AttachPhoto {
+        photo_id: photo,
+        by: caller.user_id,
+    };
+    let outcome = state
+        .commands
+        .execute::<Customer>(
+            &id.to_string(),
+            command,
+            &caller.context(),
+            expect(expected),
+        )
+        .await?;
+    let replaced = match outcome.events.first() {
+        Some(domain::customer::CustomerEvent::CustomerPhotoAttached { replaced, .. }) => *replaced,
+        _ => None,
+    };
+    let token = ConsistencyToken::applied("customer", id, outcome.version)
+        .and(settle_photos(&state, &caller, id, outcome.version, Some(photo), replaced).await?);
+    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+}
+
+/// Removes the customer's photo.
+#[utoipa::path(delete, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+pub async fn remove_photo(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Reply<CustomerDto>> {
+    let id = CustomerId(id);
+    let command = CustomerCommand::DetachPhoto { by: caller.user_id };
+    let (version, detached) = match state
+        .commands
+        .execute::<Customer>(
+            &id.to_string(),
+            command,
+            &caller.context(),
+            expect(expected),
+        )
+        .await
+    {
+        Ok(outcome) => match outcome.events.first() {
+            Some(domain::customer::CustomerEvent::CustomerPhotoDetached { photo_id, .. }) => {
+                (outcome.version, Some(*photo_id))
+            }
+            _ => (outcome.version, None),
+        },
+        // Removing a photo that is not there leaves the customer as it is.
+        Err(CommandError::Domain(CustomerError::NoPhoto)) => {
+            match state
+                .commands
+                .load::<Customer>(&id.to_string(), caller.company_id)
+                .await?
+            {
+                Some((_, version)) => (version, None),
+                None => return Err(ApiError::not_found()),
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let token = ConsistencyToken::applied("customer", id, version)
+        .and(settle_photos(&state, &caller, id, version, None, detached).await?);
+    reply_customer(&state, &caller, id, token, version, StatusCode::OK).await
+}
+
+/// The customer's events, oldest first: who changed what, when.
+#[utoipa::path(get, path = "/v1/customers/{id}/history", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = History), (status = 404, body = Problem)))]
+pub async fn customer_history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Reply<History>> {
+    let events =
+        commands::events::read_stream(state.commands.db(), "customer", &id.to_string()).await?;
+    let owner = events.first().and_then(|first| {
+        first
+            .payload
+            .get("CustomerRegistered")
+            .and_then(|body| body.get("company_id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    if owner.as_deref() != Some(caller.company_id.to_string().as_str()) {
+        return Err(ApiError::not_found());
+    }
+    let items = events
+        .into_iter()
+        .map(|event| {
+            let mut changes = event
+                .payload
+                .as_object()
+                .and_then(|o| o.values().next().cloned())
+                .unwrap_or(Value::Null);
+            if let Some(object) = changes.as_object_mut() {
+                object.remove("company_id");
+                object.remove("by");
+                if let Some(Value::Object(change)) = object.remove("change") {
+                    object.extend(change);
+                }
+            }
+            HistoryEntry {
+                sequence: event.sequence,
+                occurred_at: event
+                    .meta(commands::context::META_OCCURRED_AT)
+                    .map(timestamp),
+                user_id: event
+                    .meta(commands::context::META_USER_ID)
+                    .map(str::to_owned),
+                kind: event.event_type,
+                changes,
+            }
+        })
+        .collect();
+    Ok(Reply::ok(History { items }))
+}

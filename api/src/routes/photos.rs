@@ -1,0 +1,273 @@
+//! Photos: upload (both flows), bytes and metadata.
+//!
+//! Upload reads the multipart `file` part chunk by chunk and stops at the
+//! size cap (`413`), judges the type from the first bytes (`415`), hashes
+//! while reading, writes the object, and only then records `PhotoUploaded`,
+//! so no event ever points at a missing object. With `customer_id` the photo
+//! policy attaches it asynchronously (flow option 2).
+use axum::body::Body;
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use commands::{CommandError, Expect};
+use domain::customer::Customer;
+use domain::photo::{Photo, PhotoCommand, PhotoError, StoredImage};
+use domain::values::{ImageType, ObjectKey, Sha256Hex};
+use domain::{CustomerId, PhotoId};
+use projections::consistency::{ConsistencyToken, Requirement};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{found, timestamp, Reply};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{IdempotencyKey, Path};
+use crate::state::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct PhotoDto {
+    id: String,
+    url: String,
+    content_type: String,
+    size: i64,
+    sha256: String,
+    customer_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PhotoMetadata {
+    id: String,
+    url: String,
+    content_type: String,
+    size: i64,
+    sha256: String,
+    /// The customer it was uploaded for (flow option 2).
+    for_customer: Option<String>,
+    /// The customer showing it now.
+    customer_id: Option<String>,
+    #[schema(example = "attached")]
+    status: String,
+    rejected_reason: Option<String>,
+    created_at: String,
+    version: i64,
+}
+
+/// The multipart form of an upload, as documented in the spec.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    file: String,
+    customer_id: Option<Uuid>,
+}
+
+struct Upload {
+    bytes: Bytes,
+    image: ImageType,
+    sha256: String,
+}
+
+fn multipart_error(error: MultipartError) -> ApiError {
+    if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the photo is too large")
+    } else {
+        ApiError::bad_request(error.body_text())
+    }
+}
+
+async fn read_file(
+    field: &mut axum::extract::multipart::Field<'_>,
+    max: usize,
+) -> ApiResult<Upload> {
+    let mut bytes = BytesMut::new();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > max {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the photo is larger than {max} bytes"),
+            ));
+        }
+        hasher.update(&chunk);
+        bytes.extend_from_slice(&chunk);
+    }
+    let image = ImageType::sniff(&bytes).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the file is not a JPEG, PNG, WebP or GIF image",
+        )
+    })?;
+    Ok(Upload {
+        bytes: bytes.freeze(),
+        image,
+        sha256: hex::encode(hasher.finalize()),
+    })
+}
+
+/// Uploads a photo; with `customer_id` it is attached to that customer asynchronously.
+#[utoipa::path(post, path = "/v1/photos", tag = "photos", security(("bearer" = [])),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first result")),
+    responses((status = 201, body = PhotoDto), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 503, body = Problem)))]
+pub async fn upload_photo(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Reply<PhotoDto>> {
+    let mut multipart = multipart.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("expected multipart/form-data: {}", rejection.body_text()),
+        )
+    })?;
+    let mut upload = None;
+    let mut customer = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name() {
+            Some("file") if upload.is_none() => {
+                upload = Some(read_file(&mut field, state.settings.max_upload_bytes).await?)
+            }
+            Some("customer_id") => {
+                let text = field.text().await.map_err(multipart_error)?;
+                let id = Uuid::parse_str(text.trim())
+                    .map_err(|_| ApiError::field("customer_id", "must be a UUID"))?;
+                customer = Some(CustomerId(id));
+            }
+            _ => {}
+        }
+    }
+    let upload = upload.ok_or_else(|| ApiError::field("file", "is required"))?;
+    if let Some(customer) = customer {
+        match state
+            .commands
+            .load::<Customer>(&customer.to_string(), caller.company_id)
+            .await?
+        {
+            None => return Err(ApiError::not_found()),
+            Some((c, _)) if c.deleted => return Err(ApiError::conflict("the customer is deleted")),
+            Some(_) => {}
+        }
+    }
+    let photo_id = PhotoId(match &key {
+        Some(key) => crate::idempotency::derived_id(caller.company_id, "photo", key),
+        None => Uuid::now_v7(),
+    });
+    let object_key = ObjectKey::for_photo(caller.company_id, photo_id);
+    let size = upload.bytes.len() as i64;
+    // The object first: an event must never point at a missing object.
+    state
+        .objects
+        .put(object_key.as_str(), upload.image.mime(), upload.bytes)
+        .await?;
+    let image = StoredImage {
+        object_key,
+        content_type: upload.image,
+        size: size as u64,
+        sha256: Sha256Hex::parse(&upload.sha256).map_err(ApiError::internal)?,
+    };
+    let command = PhotoCommand::Upload {
+        photo_id,
+        company_id: caller.company_id,
+        image,
+        for_customer: customer,
+        by: caller.user_id,
+    };
+    let version = match state
+        .commands
+        .execute::<Photo>(
+            &photo_id.to_string(),
+            command,
+            &caller.context(),
+            Expect::Any,
+        )
+        .await
+    {
+        Ok(outcome) => outcome.version,
+        Err(CommandError::Domain(PhotoError::AlreadyExists)) if key.is_some() => 1,
+        Err(error) => return Err(error.into()),
+    };
+    let mut token = ConsistencyToken::applied("photo", photo_id, version);
+    if customer.is_some() {
+        token.0.push(Requirement::PhotoSettled {
+            id: photo_id.to_string(),
+        });
+    }
+    Ok(Reply::ok(PhotoDto {
+        id: photo_id.to_string(),
+        url: format!("/v1/photos/{photo_id}"),
+        content_type: upload.image.mime().to_owned(),
+        size,
+        sha256: upload.sha256,
+        customer_id: customer.map(|c| c.to_string()),
+    })
+    .status(StatusCode::CREATED)
+    .token(token)
+    .location(format!("/v1/photos/{photo_id}")))
+}
+
+/// The photo's bytes, with its stored content type.
+#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, description = "the image bytes", content_type = "image/*"), (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn get_photo(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    let row =
+        found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
+    let bytes = found(state.objects.get(&row.object_key).await?)?;
+    let mut response = Body::from(bytes).into_response();
+    let headers = response.headers_mut();
+    if let Ok(content_type) = HeaderValue::from_str(&row.content_type) {
+        headers.insert(header::CONTENT_TYPE, content_type);
+    }
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", row.sha256)) {
+        headers.insert(header::ETAG, etag);
+    }
+    // A photo id's bytes never change; only its owner's users may cache it.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400, immutable"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
+}
+
+/// What the server knows of a photo: whether the policy attached or rejected it, and why.
+#[utoipa::path(get, path = "/v1/photos/{id}/metadata", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = PhotoMetadata), (status = 404, body = Problem)))]
+pub async fn photo_metadata(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::extract::WaitFor(wait): crate::extract::WaitFor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Reply<PhotoMetadata>> {
+    let stale = state.await_token(wait.as_ref()).await;
+    let row =
+        found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
+    let version = row.last_seq;
+    Ok(Reply::ok(PhotoMetadata {
+        url: format!("/v1/photos/{}", row.id),
+        id: row.id,
+        content_type: row.content_type,
+        size: row.size,
+        sha256: row.sha256,
+        for_customer: row.for_customer,
+        customer_id: row.customer_id,
+        status: row.status,
+        rejected_reason: row.rejected_reason,
+        created_at: timestamp(&row.created_at),
+        version,
+    })
+    .version(version)
+    .stale(stale))
+}

@@ -1,0 +1,373 @@
+//! Users of the caller's company. Changes that affect authentication wait
+//! for the users view before answering, so they take effect at once.
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use commands::{accounts, passwords, Expect};
+use domain::user::{User, UserCommand};
+use domain::values::{Email, FieldChange, PersonName, Role, Title};
+use domain::UserId;
+use projections::consistency::ConsistencyToken;
+use projections::read::users::UserRow;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{found, no_content, timestamp, PageParams, Reply};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, Query, WaitFor};
+use crate::state::AppState;
+use crate::validate::Fields;
+
+#[derive(Clone, Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: String,
+    pub company_id: String,
+    pub email: String,
+    pub name: String,
+    pub surname: Option<String>,
+    pub title: Option<String>,
+    #[schema(example = "admin")]
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: i64,
+}
+
+impl From<UserRow> for UserDto {
+    fn from(row: UserRow) -> Self {
+        Self {
+            id: row.id,
+            company_id: row.company_id,
+            email: row.email,
+            name: row.name,
+            surname: row.surname,
+            title: row.title,
+            role: row.role,
+            created_at: timestamp(&row.created_at),
+            updated_at: timestamp(&row.updated_at),
+            version: row.last_seq,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserPage {
+    items: Vec<UserDto>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    email: Option<String>,
+    name: Option<String>,
+    surname: Option<String>,
+    title: Option<String>,
+    password: Option<String>,
+    #[schema(example = "user")]
+    role: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    surname: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    title: Option<Option<String>>,
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRole {
+    #[schema(example = "admin")]
+    role: Option<String>,
+}
+
+pub fn expect(version: Option<u64>) -> Expect {
+    version.map_or(Expect::Any, Expect::Version)
+}
+
+/// The user as the view shows it, with its version.
+pub async fn load_user(state: &AppState, caller: &Caller, id: UserId) -> ApiResult<(UserDto, i64)> {
+    let row = found(projections::read::users::get(state.pool(), caller.company_id, id).await?)?;
+    let version = row.last_seq;
+    Ok((row.into(), version))
+}
+
+/// Waits for the user's view, then answers with it.
+async fn reply_user(
+    state: &AppState,
+    caller: &Caller,
+    id: UserId,
+    version: u64,
+    status: StatusCode,
+) -> ApiResult<Reply<UserDto>> {
+    let token = ConsistencyToken::applied("user", id, version);
+    let stale = state.await_token(Some(&token)).await;
+    let (user, _) = load_user(state, caller, id).await?;
+    Ok(Reply::ok(user)
+        .status(status)
+        .version(version as i64)
+        .token(token)
+        .stale(stale)
+        .location(format!("/v1/users/{id}")))
+}
+
+/// Users of the caller's company, oldest first.
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(PageParams),
+    responses((status = 200, body = UserPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    caller: Caller,
+    WaitFor(wait): WaitFor,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Reply<UserPage>> {
+    let stale = state.await_token(wait.as_ref()).await;
+    let scope = format!("{}/users", caller.company_id);
+    let after = page
+        .cursor
+        .as_deref()
+        .map(|c| crate::cursor::decode(&state.settings.cursor_key, &scope, c))
+        .transpose()?;
+    let (rows, next) = projections::read::users::list(
+        state.pool(),
+        caller.company_id,
+        after.as_ref(),
+        page.limit()?,
+    )
+    .await?;
+    Ok(Reply::ok(UserPage {
+        items: rows.into_iter().map(UserDto::from).collect(),
+        next_cursor: next.map(|k| crate::cursor::encode(&state.settings.cursor_key, &scope, &k)),
+    })
+    .stale(stale))
+}
+
+/// Adds a user to the company (admins only).
+#[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
+    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first result")),
+    responses((status = 201, body = UserDto), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    Json(body): Json<CreateUser>,
+) -> ApiResult<Reply<UserDto>> {
+    caller.require_admin()?;
+    let mut fields = Fields::default();
+    let email = fields.required("email", body.email.as_deref(), Email::parse);
+    let name = fields.required("name", body.name.as_deref(), PersonName::parse);
+    let surname = fields.optional("surname", body.surname.as_deref(), PersonName::parse);
+    let title = fields.optional("title", body.title.as_deref(), Title::parse);
+    let password = fields.password("password", body.password.as_deref());
+    let role = fields.required("role", body.role.as_deref(), Role::parse);
+    fields.finish()?;
+    let (Some(email), Some(name), Some(password), Some(role)) = (email, name, password, role)
+    else {
+        return Err(ApiError::internal("validated fields missing"));
+    };
+    let user_id = UserId(match &key {
+        Some(key) => crate::idempotency::derived_id(caller.company_id, "user", key),
+        None => Uuid::now_v7(),
+    });
+    let ctx = caller.context();
+    let password_hash = passwords::hash(password)
+        .await
+        .map_err(ApiError::internal)?;
+    let register = UserCommand::Register {
+        user_id,
+        company_id: caller.company_id,
+        email: email.clone(),
+        name,
+        surname,
+        title,
+        role,
+        password_hash,
+    };
+    let version =
+        match accounts::create_user(&state.commands, &ctx, user_id, register, &email, role).await {
+            Ok(outcome) => outcome.version,
+            Err(commands::CommandError::Domain(accounts::AccountError::User(
+                domain::user::UserError::AlreadyExists,
+            ))) if key.is_some() => {
+                // A repeat of the same Idempotency-Key: answer as the first time.
+                match state
+                    .commands
+                    .load::<User>(&user_id.to_string(), caller.company_id)
+                    .await?
+                {
+                    Some((_, version)) => version,
+                    None => {
+                        return Err(ApiError::conflict(
+                            "this Idempotency-Key was used for another request",
+                        ))
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        };
+    reply_user(&state, &caller, user_id, version, StatusCode::CREATED).await
+}
+
+/// One user of the company.
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = UserDto), (status = 404, body = Problem)))]
+pub async fn get_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    WaitFor(wait): WaitFor,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Reply<UserDto>> {
+    let stale = state.await_token(wait.as_ref()).await;
+    let (user, version) = load_user(&state, &caller, UserId(id)).await?;
+    Ok(Reply::ok(user).version(version).stale(stale))
+}
+
+/// Changes a user's profile, email or password (admins, or the user itself).
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = UpdateUser,
+    responses((status = 200, body = UserDto), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UpdateUser>,
+) -> ApiResult<Reply<UserDto>> {
+    let id = UserId(id);
+    if caller.user_id != id {
+        caller.require_admin()?;
+    }
+    let mut fields = Fields::default();
+    let name = fields.optional("name", body.name.as_deref(), PersonName::parse);
+    let surname = match body.surname {
+        None => None,
+        Some(None) => Some(FieldChange::Cleared),
+        Some(Some(raw)) => fields
+            .parse("surname", &raw, PersonName::parse)
+            .map(FieldChange::Set),
+    };
+    let title = match body.title {
+        None => None,
+        Some(None) => Some(FieldChange::Cleared),
+        Some(Some(raw)) => fields
+            .parse("title", &raw, Title::parse)
+            .map(FieldChange::Set),
+    };
+    let email = fields.optional("email", body.email.as_deref(), Email::parse);
+    let password = match body.password.as_deref() {
+        None => None,
+        raw => fields.password("password", raw),
+    };
+    fields.finish()?;
+    let ctx = caller.context();
+    let Some((current, mut version)) = state
+        .commands
+        .load::<User>(&id.to_string(), caller.company_id)
+        .await?
+    else {
+        return Err(ApiError::not_found());
+    };
+    if current.removed {
+        return Err(ApiError::not_found());
+    }
+    if let Some(expected) = expected {
+        if expected != version {
+            return Err(commands::CommandError::<domain::user::UserError>::Stale {
+                current: version,
+            }
+            .into());
+        }
+    }
+    if name.is_some() || surname.is_some() || title.is_some() {
+        let change = UserCommand::ChangeProfile {
+            name,
+            surname,
+            title,
+        };
+        version = state
+            .commands
+            .execute::<User>(&id.to_string(), change, &ctx, expect(expected))
+            .await?
+            .version;
+    }
+    if let Some(email) = email {
+        version = accounts::change_email(&state.commands, &ctx, id, current.email.clone(), email)
+            .await?
+            .version;
+    }
+    if let Some(password) = password {
+        let password_hash = passwords::hash(password)
+            .await
+            .map_err(ApiError::internal)?;
+        version = state
+            .commands
+            .execute::<User>(
+                &id.to_string(),
+                UserCommand::ChangePassword { password_hash },
+                &ctx,
+                Expect::Any,
+            )
+            .await?
+            .version;
+    }
+    reply_user(&state, &caller, id, version, StatusCode::OK).await
+}
+
+/// Makes a user an admin or a plain user (admins only); the last admin cannot be demoted.
+#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = ChangeRole,
+    responses((status = 200, body = UserDto), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn change_role(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+    Json(body): Json<ChangeRole>,
+) -> ApiResult<Reply<UserDto>> {
+    caller.require_admin()?;
+    let mut fields = Fields::default();
+    let role = fields.required("role", body.role.as_deref(), Role::parse);
+    fields.finish()?;
+    let Some(role) = role else {
+        return Err(ApiError::internal("validated role missing"));
+    };
+    let id = UserId(id);
+    let outcome = accounts::change_role(
+        &state.commands,
+        &caller.context(),
+        id,
+        role,
+        expect(expected),
+    )
+    .await?;
+    reply_user(&state, &caller, id, outcome.version, StatusCode::OK).await
+}
+
+/// Removes a user (admins only); its tokens stop working at once.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    IfMatch(expected): IfMatch,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Response> {
+    caller.require_admin()?;
+    let id = UserId(id);
+    let outcome =
+        accounts::remove_user(&state.commands, &caller.context(), id, expect(expected)).await?;
+    let token = ConsistencyToken::applied("user", id, outcome.version);
+    state.await_token(Some(&token)).await;
+    Ok(no_content(token))
+}

@@ -1,0 +1,49 @@
+//! What every handler shares.
+use commands::objects::ObjectStore;
+use commands::Commands;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::TokenKeys;
+use crate::ratelimit::RateLimiter;
+
+/// Answers whether the event bus is reachable (always `true` embedded).
+pub type BusProbe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
+
+pub struct Settings {
+    pub signup_enabled: bool,
+    pub token_ttl: Duration,
+    pub max_upload_bytes: usize,
+    /// How long a read waits for an `X-Consistency-Token`, and a write for its own views.
+    pub consistency_wait: Duration,
+    /// Signs list cursors.
+    pub cursor_key: Vec<u8>,
+}
+
+pub struct Inner {
+    pub commands: Commands,
+    pub objects: Arc<dyn ObjectStore>,
+    pub tokens: TokenKeys,
+    pub settings: Settings,
+    pub bus_ready: BusProbe,
+    pub login_limiter: RateLimiter,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn pool(&self) -> &sqlx::AnyPool {
+        &self.commands.db().any
+    }
+}

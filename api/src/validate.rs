@@ -1,0 +1,92 @@
+//! Collects field errors while building domain values from a request, so a
+//! `422` lists every invalid field at once.
+use domain::values::InvalidValue;
+
+use crate::error::{ApiError, ApiResult, FieldError};
+
+#[derive(Default)]
+pub struct Fields {
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// A required value: missing or invalid is recorded.
+    pub fn required<T>(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        match raw {
+            None => {
+                self.error(field, "is required");
+                None
+            }
+            Some(raw) => self.parse(field, raw, parse),
+        }
+    }
+
+    pub fn parse<T>(
+        &mut self,
+        field: &str,
+        raw: &str,
+        parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        match parse(raw) {
+            Ok(value) => Some(value),
+            Err(InvalidValue(message)) => {
+                self.error(field, message);
+                None
+            }
+        }
+    }
+
+    /// An optional value: `None` stays `None`; invalid text is recorded.
+    pub fn optional<T>(
+        &mut self,
+        field: &str,
+        raw: Option<&str>,
+        parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        raw.and_then(|raw| self.parse(field, raw, parse))
+    }
+
+    pub fn password(&mut self, field: &str, raw: Option<&str>) -> Option<String> {
+        use commands::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+        let raw = raw.or_else(|| {
+            self.error(field, "is required");
+            None
+        })?;
+        let chars = raw.chars().count();
+        if chars < MIN_PASSWORD_CHARS {
+            self.error(
+                field,
+                format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+            );
+            None
+        } else if chars > MAX_PASSWORD_CHARS {
+            self.error(
+                field,
+                format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+            );
+            None
+        } else {
+            Some(raw.to_owned())
+        }
+    }
+
+    pub fn finish(self) -> ApiResult<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(self.errors))
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Read-your-writes. A write answers with a token naming the events it wrote;
+//! a read that sends it back waits (bounded) until the read models have
+//! applied them. Checking is exact: each view row remembers its last sequence.
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyPool, Row};
+use std::time::{Duration, Instant};
+
+/// One thing a read must see.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k")]
+pub enum Requirement {
+    /// Aggregate `id` of type `t` applied up to sequence `s`.
+    #[serde(rename = "a")]
+    Applied { t: String, id: String, s: i64 },
+    /// A photo uploaded for a customer is settled by the policy (attached or
+    /// rejected), and the customer view shows the outcome.
+    #[serde(rename = "p")]
+    PhotoSettled { id: String },
+}
+
+/// The opaque `X-Consistency-Token`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyToken(pub Vec<Requirement>);
+
+impl ConsistencyToken {
+    pub fn applied(aggregate_type: &str, id: impl ToString, sequence: u64) -> Self {
+        Self(vec![Requirement::Applied {
+            t: aggregate_type.to_owned(),
+            id: id.to_string(),
+            s: sequence as i64,
+        }])
+    }
+
+    pub fn and(mut self, other: ConsistencyToken) -> Self {
+        self.0.extend(other.0);
+        self
+    }
+
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_vec(&self.0).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// `None` for anything this server did not issue in this shape.
+    pub fn decode(text: &str) -> Option<Self> {
+        if text.len() > 4096 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .ok()?;
+        let requirements: Vec<Requirement> = serde_json::from_slice(&bytes).ok()?;
+        (requirements.len() <= 16).then_some(Self(requirements))
+    }
+}
+
+fn table_of(aggregate_type: &str) -> Option<&'static str> {
+    Some(match aggregate_type {
+        "company" => "companies",
+        "user" => "users",
+        "customer" => "customers",
+        "photo" => "photos",
+        _ => return None,
+    })
+}
+
+async fn last_seq(pool: &AnyPool, table: &str, id: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT last_seq FROM {table} WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    })
+}
+
+async fn satisfied(pool: &AnyPool, requirement: &Requirement) -> Result<bool, sqlx::Error> {
+    match requirement {
+        Requirement::Applied { t, id, s } => match table_of(t) {
+            Some(table) => Ok(last_seq(pool, table, id).await? >= *s),
+            None => Ok(true),
+        },
+        Requirement::PhotoSettled { id } => {
+            let row = sqlx::query(
+                "SELECT status, customer_id, customer_version FROM photos WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else { return Ok(false) };
+            let status: String = row.try_get("status")?;
+            if status == "pending" {
+                return Ok(false);
+            }
+            let customer: Option<String> = row.try_get("customer_id")?;
+            let version: Option<i64> = row.try_get("customer_version")?;
+            match (customer, version) {
+                (Some(customer), Some(version)) => {
+                    Ok(last_seq(pool, "customers", &customer).await? >= version)
+                }
+                _ => Ok(true),
+            }
+        }
+    }
+}
+
+/// Waits until every requirement holds or `timeout` passes; `true` if they
+/// all hold (the read is fresh), `false` if it gave up (the read may be stale).
+pub async fn wait_for(pool: &AnyPool, token: &ConsistencyToken, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    for requirement in &token.0 {
+        loop {
+            if let Ok(true) = satisfied(pool, requirement).await {
+                break;
+            }
+            if Instant::now() + pause > deadline {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(25));
+        }
+    }
+    true
+}

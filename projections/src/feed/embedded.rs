@@ -1,0 +1,129 @@
+//! The embedded feed: after each commit (the executor's in-process signal),
+//! read the event table past our checkpoint in commit order and hand every
+//! event to every handler. At start it simply catches up from the checkpoint.
+use commands::events::{read_committed_after, Checkpoint, StoredEvent};
+use commands::Commands;
+use sqlx::Row;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use super::{park, Handled, Handler};
+
+const CHECKPOINT: &str = "embedded";
+const BATCH: i64 = 500;
+
+pub struct EmbeddedFeed {
+    commands: Commands,
+    handlers: Vec<Box<dyn Handler>>,
+}
+
+impl EmbeddedFeed {
+    pub fn new(commands: Commands, handlers: Vec<Box<dyn Handler>>) -> Self {
+        Self { commands, handlers }
+    }
+
+    async fn checkpoint(&self) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(CHECKPOINT)
+            .fetch_optional(&self.commands.db().any)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    async fn save_checkpoint(&self, position: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(CHECKPOINT)
+        .bind(position)
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(&self.commands.db().any)
+        .await?;
+        Ok(())
+    }
+
+    /// Hands one event to every handler that wants it. `Err` means stop here
+    /// and retry this event later.
+    async fn deliver(&self, event: &StoredEvent) -> Result<(), String> {
+        for handler in &self.handlers {
+            if handler.aggregate_type() != event.aggregate_type {
+                continue;
+            }
+            match handler.handle(event).await {
+                Handled::Done => {}
+                Handled::RetryLater(reason) => return Err(reason),
+                Handled::Poison(reason) => {
+                    park(&self.commands.db().any, handler.name(), event, &reason)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One step: process the next batch; returns how many events it handled.
+    pub async fn process_next_batch(&self) -> Result<usize, String> {
+        let after = self.checkpoint().await.map_err(|e| e.to_string())?;
+        let events = read_committed_after(
+            self.commands.db(),
+            Checkpoint {
+                transaction_id: 0,
+                position: after,
+            },
+            BATCH,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let mut done = 0;
+        for event in &events {
+            if let Err(reason) = self.deliver(event).await {
+                if done > 0 {
+                    self.save_checkpoint(events[done - 1].position)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                return Err(reason);
+            }
+            done += 1;
+        }
+        if let Some(last) = events.last() {
+            self.save_checkpoint(last.position)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(done)
+    }
+
+    /// Runs until `shutdown` turns true; a batch in progress is finished first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let signal = self.commands.commit_signal();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let notified = signal.notified();
+            match self.process_next_batch().await {
+                Ok(n) if n as i64 == BATCH => continue,
+                Ok(_) => backoff = Duration::from_millis(50),
+                Err(reason) => {
+                    tracing::warn!(%reason, "embedded feed will retry");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = notified => {}
+                // A commit from another process (e.g. `crm migrate` tools) is seen within a second.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! How events reach the views and policies.
+//!
+//! Everything that consumes events is a [`Handler`]: one event in, a verdict
+//! out. The feeds decide what a verdict means for delivery:
+//! - [`embedded`]: one process, SQLite; reads the event table in commit
+//!   order after each commit and keeps a checkpoint.
+//! - [`relay`] + [`worker`]: full stack; the relay publishes committed events
+//!   to NATS JetStream, workers consume them with durable consumers.
+use async_trait::async_trait;
+use commands::events::StoredEvent;
+use sqlx::AnyPool;
+
+use crate::view::{self, Applied, Projection, ProjectionError};
+
+pub mod embedded;
+pub mod relay;
+pub mod worker;
+
+/// What a handler made of one event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handled {
+    Done,
+    /// Not now (a predecessor is missing, the database is down): redeliver later.
+    RetryLater(String),
+    /// Can never succeed: park it where operators see it, and move on.
+    Poison(String),
+}
+
+#[async_trait]
+pub trait Handler: Send + Sync {
+    /// Names its durable consumer and its checkpoint.
+    fn name(&self) -> &str;
+    /// The aggregate type whose events it wants.
+    fn aggregate_type(&self) -> &str;
+    async fn handle(&self, event: &StoredEvent) -> Handled;
+}
+
+/// A view as a handler.
+pub struct ViewHandler {
+    pool: AnyPool,
+    view: Box<dyn Projection>,
+}
+
+impl ViewHandler {
+    pub fn new(pool: AnyPool, view: Box<dyn Projection>) -> Self {
+        Self { pool, view }
+    }
+}
+
+#[async_trait]
+impl Handler for ViewHandler {
+    fn name(&self) -> &str {
+        self.view.name()
+    }
+
+    fn aggregate_type(&self) -> &str {
+        self.view.aggregate_type()
+    }
+
+    async fn handle(&self, event: &StoredEvent) -> Handled {
+        match view::apply(&self.pool, self.view.as_ref(), event).await {
+            Ok(Applied::Applied | Applied::Duplicate | Applied::Ignored) => Handled::Done,
+            Ok(Applied::NotYet) => Handled::RetryLater("its predecessor is not applied yet".into()),
+            Err(ProjectionError::Database(e)) => Handled::RetryLater(e.to_string()),
+            Err(e @ ProjectionError::BadEvent(..)) => Handled::Poison(e.to_string()),
+        }
+    }
+}
+
+/// Every view and policy, as handlers.
+pub fn all_handlers(commands: &commands::Commands) -> Vec<Box<dyn Handler>> {
+    let pool = commands.db().any.clone();
+    let mut handlers: Vec<Box<dyn Handler>> = crate::views::all()
+        .into_iter()
+        .map(|view| Box::new(ViewHandler::new(pool.clone(), view)) as Box<dyn Handler>)
+        .collect();
+    handlers.push(Box::new(crate::policy::PhotoAttachPolicy::new(
+        commands.clone(),
+    )));
+    handlers
+}
+
+/// Records an event a handler gave up on, so it is visible (metric and
+/// `crm projections status`) rather than lost.
+pub async fn park(
+    pool: &AnyPool,
+    handler: &str,
+    event: &StoredEvent,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    tracing::error!(handler, event = %event.message_id(), error, "parking poison event");
+    metrics::counter!("crm_poison_events_total", "handler" => handler.to_owned()).increment(1);
+    sqlx::query(
+        "INSERT INTO parked_events (projection, aggregate_type, aggregate_id, sequence, error, parked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(handler)
+    .bind(event.aggregate_type.as_str())
+    .bind(event.aggregate_id.as_str())
+    .bind(event.sequence)
+    .bind(error)
+    .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,444 @@
+//! The relay: Postgres event store → NATS JetStream.
+//!
+//! One step ([`Relay::publish_next_batch`]) reads the events committed after
+//! the checkpoint, below the oldest in-flight transaction (so a late commit is
+//! never skipped), publishes them with `Nats-Msg-Id`, waits for every ack and
+//! only then moves the checkpoint. A crash in between republishes the batch;
+//! JetStream's duplicate window drops the copies, and the views' `last_seq`
+//! guard drops anything older than that window.
+//!
+//! Several relays may run; the one holding the [`Lease`] (a Postgres session
+//! advisory lock) publishes, the others wait. Writers never take a lock here.
+use async_nats::jetstream::context::CreateStreamError;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream, Context};
+use bytes::Bytes;
+use commands::db::EventPool;
+use commands::events::{read_committed_after, Checkpoint, StoredEvent};
+use commands::Db;
+use sqlx::postgres::PgConnection;
+use sqlx::{Connection, PgPool, Row};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const STREAM: &str = "CRM_EVENTS";
+pub const SUBJECT_PREFIX: &str = "crm.events";
+/// The checkpoint row of the default relay.
+pub const DEFAULT_NAME: &str = "relay";
+/// Events per step.
+pub const BATCH: usize = 500;
+/// JetStream drops a second message with the same `Nats-Msg-Id` within this window.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// First key of the two-key advisory lock: a namespace, so our lock cannot
+/// collide with another application's advisory locks ("crmr").
+const LEASE_NAMESPACE: i32 = 0x6372_6d72;
+const LEASE_RETRY: Duration = Duration::from_secs(1);
+/// Between polls when caught up: the publish latency floor.
+const POLL: Duration = Duration::from_millis(25);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("the relay needs the Postgres event store")]
+    NotPostgres,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("the NATS connection is down")]
+    BusDown,
+    #[error("publishing to JetStream: {0}")]
+    Publish(#[from] jetstream::context::PublishError),
+    #[error("creating the JetStream stream: {0}")]
+    Stream(#[from] CreateStreamError),
+    #[error("encoding an event: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("the stored checkpoint is unreadable: {0}")]
+    BadCheckpoint(String),
+}
+
+/// Creates the events stream if it is missing (an existing one is left as is).
+pub async fn ensure_stream(js: &Context) -> Result<stream::Stream, CreateStreamError> {
+    ensure_stream_with(js, STREAM, SUBJECT_PREFIX).await
+}
+
+/// [`ensure_stream`] for another stream name and subject prefix (tests keep
+/// one stream each).
+pub async fn ensure_stream_with(
+    js: &Context,
+    name: &str,
+    subject_prefix: &str,
+) -> Result<stream::Stream, CreateStreamError> {
+    js.get_or_create_stream(stream::Config {
+        name: name.to_owned(),
+        subjects: vec![format!("{subject_prefix}.>")],
+        storage: stream::StorageType::File,
+        duplicate_window: DUPLICATE_WINDOW,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Connects to NATS without waiting for it: the client keeps retrying in the
+/// background, so a relay or worker can start (and writes go on) while NATS
+/// is down.
+pub async fn connect_bus(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+}
+
+/// Whether the NATS connection is up right now (for readiness checks).
+pub async fn bus_ready(client: &async_nats::Client) -> bool {
+    client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// One subject token: NATS separates tokens with `.` and gives `*`, `>` and
+/// whitespace meaning, so anything outside `[A-Za-z0-9_-]` becomes `_`.
+pub(crate) fn token(raw: &str) -> String {
+    if raw.is_empty() {
+        return "_".to_owned();
+    }
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `crm.events.<company>.<aggregate_type>.<id>`.
+pub fn subject(event: &StoredEvent) -> String {
+    subject_with(SUBJECT_PREFIX, event)
+}
+
+pub fn subject_with(prefix: &str, event: &StoredEvent) -> String {
+    let company = event
+        .meta(commands::context::META_COMPANY_ID)
+        .unwrap_or("none");
+    format!(
+        "{prefix}.{}.{}.{}",
+        token(company),
+        token(&event.aggregate_type),
+        token(&event.aggregate_id)
+    )
+}
+
+/// The right to publish: a session advisory lock held on a connection of its
+/// own. Postgres releases it when that session ends, so a relay that dies or
+/// loses its connection frees it for the next one.
+pub struct Lease {
+    conn: PgConnection,
+}
+
+impl Lease {
+    /// Takes the lease of relay `name` if nobody holds it.
+    pub async fn try_acquire(db: &Db, name: &str) -> Result<Option<Lease>, RelayError> {
+        let pool = pg_pool(db)?;
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        let row = sqlx::query("SELECT pg_try_advisory_lock($1, hashtext($2))")
+            .bind(LEASE_NAMESPACE)
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+        if row.try_get::<bool, _>(0)? {
+            Ok(Some(Lease { conn }))
+        } else {
+            // Closing is a courtesy; a dropped connection ends the session anyway.
+            let _ = conn.close().await;
+            Ok(None)
+        }
+    }
+
+    /// Whether the session holding the lock is still there. A lost session
+    /// means the lock is gone (another relay may hold it now).
+    pub async fn alive(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.conn.ping()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Gives the lease up now rather than when the connection times out.
+    pub async fn release(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+fn pg_pool(db: &Db) -> Result<&PgPool, RelayError> {
+    match &db.events {
+        EventPool::Postgres(pool) => Ok(pool),
+        EventPool::Sqlite(_) => Err(RelayError::NotPostgres),
+    }
+}
+
+pub struct Relay {
+    db: Db,
+    jetstream: Context,
+    name: String,
+    stream: String,
+    subject_prefix: String,
+}
+
+impl Relay {
+    /// A relay whose checkpoint row (and lease) is `name`.
+    pub fn new(db: Db, jetstream: Context, name: impl Into<String>) -> Self {
+        Self {
+            db,
+            jetstream,
+            name: name.into(),
+            stream: STREAM.to_owned(),
+            subject_prefix: SUBJECT_PREFIX.to_owned(),
+        }
+    }
+
+    /// Publishes to another stream and subject prefix.
+    pub fn with_stream(
+        mut self,
+        stream: impl Into<String>,
+        subject_prefix: impl Into<String>,
+    ) -> Self {
+        self.stream = stream.into();
+        self.subject_prefix = subject_prefix.into();
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub async fn ensure_stream(&self) -> Result<stream::Stream, CreateStreamError> {
+        ensure_stream_with(&self.jetstream, &self.stream, &self.subject_prefix).await
+    }
+
+    /// Where this relay is: the last event whose publication was acknowledged.
+    pub async fn checkpoint(&self) -> Result<Checkpoint, RelayError> {
+        let row = sqlx::query(
+            "SELECT transaction_id, global_position FROM relay_checkpoint WHERE name = $1",
+        )
+        .bind(&self.name)
+        .fetch_optional(pg_pool(&self.db)?)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Checkpoint::default());
+        };
+        let transaction_id: String = row.try_get("transaction_id")?;
+        Ok(Checkpoint {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|e| RelayError::BadCheckpoint(format!("{transaction_id:?}: {e}")))?,
+            position: row.try_get("global_position")?,
+        })
+    }
+
+    /// Never moves backwards: a relay that lost its lease unnoticed cannot
+    /// undo the progress of the one that took it over.
+    async fn save_checkpoint(&self, at: Checkpoint) -> Result<(), RelayError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoint (name, transaction_id, global_position, updated_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
+               global_position = excluded.global_position, updated_at = excluded.updated_at \
+             WHERE (relay_checkpoint.transaction_id::xid8, relay_checkpoint.global_position) \
+                 < (excluded.transaction_id::xid8, excluded.global_position)",
+        )
+        .bind(&self.name)
+        .bind(at.transaction_id.to_string())
+        .bind(at.position)
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(pg_pool(&self.db)?)
+        .await?;
+        Ok(())
+    }
+
+    /// One step: publishes the next batch of committed events and moves the
+    /// checkpoint past them. Returns how many events it published. The
+    /// caller should hold the [`Lease`] ([`Relay::run`] does); without it,
+    /// two relays only publish duplicates, which JetStream drops.
+    pub async fn publish_next_batch(&self) -> Result<usize, RelayError> {
+        // Fail fast: a disconnected client would queue the messages and
+        // time out on every ack instead.
+        if !bus_ready(&self.jetstream.client()).await {
+            return Err(RelayError::BusDown);
+        }
+        let after = self.checkpoint().await?;
+        let events = read_committed_after(&self.db, after, BATCH as i64).await?;
+        metrics::gauge!("crm_relay_lag_events").set(events.len() as f64);
+        let Some(last) = events.last() else {
+            return Ok(0);
+        };
+
+        let mut acks = Vec::with_capacity(events.len());
+        for event in &events {
+            let payload = Bytes::from(serde_json::to_vec(event)?);
+            let publish = PublishMessage::build()
+                .payload(payload)
+                .message_id(event.message_id());
+            acks.push(
+                self.jetstream
+                    .send_publish(subject_with(&self.subject_prefix, event), publish)
+                    .await?,
+            );
+        }
+        // Every ack before the checkpoint moves: an unacknowledged event is
+        // published again next time, never skipped.
+        let mut fresh = 0u64;
+        let acks = acks.into_iter().map(std::future::IntoFuture::into_future);
+        for ack in futures::future::try_join_all(acks).await? {
+            if !ack.duplicate {
+                fresh += 1;
+            }
+        }
+        self.save_checkpoint(last.checkpoint()).await?;
+
+        metrics::counter!("crm_relay_published_total").increment(fresh);
+        metrics::counter!("crm_relay_duplicates_total").increment(events.len() as u64 - fresh);
+        tracing::debug!(relay = %self.name, events = events.len(), duplicates = events.len() as u64 - fresh, "published");
+        Ok(events.len())
+    }
+
+    /// Publishes until `shutdown` turns true, while holding the lease; waits
+    /// for it otherwise. A batch in progress is finished first. NATS or
+    /// database trouble is logged and retried with backoff: it never reaches
+    /// the writers.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut lease: Option<Lease> = None;
+        let mut stream_ready = false;
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if !bus_ready(&self.jetstream.client()).await {
+                // This relay cannot publish: leave the lease to one that can.
+                if let Some(held) = lease.take() {
+                    tracing::warn!(relay = %self.name, "NATS is down; giving up the relay lease");
+                    held.release().await;
+                }
+                if pause(&mut shutdown, backoff).await {
+                    break;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            let holding = match lease.as_mut() {
+                Some(held) => held.alive().await,
+                None => false,
+            };
+            if !holding {
+                if lease.take().is_some() {
+                    tracing::warn!(relay = %self.name, "lost the relay lease; stopped publishing");
+                }
+                match Lease::try_acquire(&self.db, &self.name).await {
+                    Ok(Some(acquired)) => {
+                        tracing::info!(relay = %self.name, "holding the relay lease");
+                        lease = Some(acquired);
+                    }
+                    Ok(None) => {
+                        if pause(&mut shutdown, LEASE_RETRY).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(relay = %self.name, %error, "cannot take the relay lease");
+                        if pause(&mut shutdown, LEASE_RETRY).await {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+            }
+            if !stream_ready {
+                match self.ensure_stream().await {
+                    Ok(_) => stream_ready = true,
+                    Err(error) => {
+                        tracing::warn!(relay = %self.name, %error, "cannot reach the JetStream stream");
+                        if pause(&mut shutdown, backoff).await {
+                            break;
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+            match self.publish_next_batch().await {
+                Ok(n) => {
+                    backoff = MIN_BACKOFF;
+                    if n == BATCH {
+                        continue;
+                    }
+                    if pause(&mut shutdown, POLL).await {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(relay = %self.name, %error, "relay will retry");
+                    // The stream may have been deleted: check it again.
+                    stream_ready = false;
+                    if pause(&mut shutdown, backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        if let Some(held) = lease {
+            held.release().await;
+        }
+    }
+}
+
+/// Sleeps for `duration` unless shutdown comes first; true means stop.
+pub(crate) async fn pause(shutdown: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => {}
+        changed = shutdown.changed() => {
+            // A dropped sender can never say "go on": treat it as shutdown.
+            if changed.is_err() {
+                return true;
+            }
+        }
+    }
+    *shutdown.borrow()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(company: Option<&str>, aggregate_type: &str, id: &str) -> StoredEvent {
+        StoredEvent {
+            position: 1,
+            transaction_id: 1,
+            aggregate_type: aggregate_type.into(),
+            aggregate_id: id.into(),
+            sequence: 1,
+            event_type: "X".into(),
+            event_version: "1.0".into(),
+            payload: json!({}),
+            metadata: company.map_or(json!({}), |c| json!({ "company_id": c })),
+        }
+    }
+
+    #[test]
+    fn subjects_have_safe_tokens() {
+        assert_eq!(
+            subject(&event(Some("c-1"), "user", "ada.l@example.com")),
+            "crm.events.c-1.user.ada_l_example_com"
+        );
+        assert_eq!(
+            subject(&event(None, "company", "x y*>")),
+            "crm.events.none.company.x_y__"
+        );
+        assert_eq!(
+            subject(&event(Some(""), "customer", "id")),
+            "crm.events._.customer.id"
+        );
+    }
+}

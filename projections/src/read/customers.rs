@@ -1,0 +1,156 @@
+//! Customers of the caller's company: one, or a keyset-paginated list in any
+//! of the API's sort orders, optionally filtered by word-prefix search.
+use domain::values::search_words;
+use domain::{CompanyId, CustomerId};
+use sqlx::{AnyPool, FromRow};
+
+use super::users::page;
+use super::{prefix_upper_bound, Keyset};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct CustomerRow {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    pub surname: String,
+    pub surname_key: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub notes: Option<String>,
+    pub photo_id: Option<String>,
+    pub photo_content_type: Option<String>,
+    pub photo_size: Option<i64>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+    pub deleted_at: Option<String>,
+    pub last_seq: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum CustomerSort {
+    CreatedAsc,
+    CreatedDesc,
+    SurnameAsc,
+    SurnameDesc,
+}
+
+impl CustomerSort {
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "created_at" => Self::CreatedAsc,
+            "-created_at" => Self::CreatedDesc,
+            "surname" => Self::SurnameAsc,
+            "-surname" => Self::SurnameDesc,
+            _ => return None,
+        })
+    }
+
+    fn column(&self) -> &'static str {
+        match self {
+            Self::CreatedAsc | Self::CreatedDesc => "created_at",
+            Self::SurnameAsc | Self::SurnameDesc => "surname_key",
+        }
+    }
+
+    fn descending(&self) -> bool {
+        matches!(self, Self::CreatedDesc | Self::SurnameDesc)
+    }
+
+    fn keyset(&self, row: &CustomerRow) -> Keyset {
+        let key = match self {
+            Self::CreatedAsc | Self::CreatedDesc => row.created_at.clone(),
+            Self::SurnameAsc | Self::SurnameDesc => row.surname_key.clone(),
+        };
+        Keyset {
+            key,
+            id: row.id.clone(),
+        }
+    }
+}
+
+pub struct ListQuery {
+    pub sort: CustomerSort,
+    pub deleted: bool,
+    /// Free text; every word must be the prefix of a word of the customer.
+    pub search: Option<String>,
+    pub after: Option<Keyset>,
+    pub limit: i64,
+}
+
+/// At most this many search words are used; more narrow nothing in practice.
+const MAX_SEARCH_TERMS: usize = 5;
+
+const SELECT: &str =
+    "SELECT c.id, c.company_id, c.name, c.surname, c.surname_key, c.email, c.phone, c.notes, \
+     c.photo_id, p.content_type AS photo_content_type, p.size AS photo_size, \
+     c.created_by, c.created_at, c.updated_by, c.updated_at, c.deleted_at, c.last_seq \
+     FROM customers c LEFT JOIN photos p ON p.id = c.photo_id AND p.company_id = c.company_id";
+
+pub async fn get(
+    pool: &AnyPool,
+    company: CompanyId,
+    id: CustomerId,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{SELECT} WHERE c.company_id = $1 AND c.id = $2"))
+        .bind(company.to_string())
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn list(
+    pool: &AnyPool,
+    company: CompanyId,
+    query: &ListQuery,
+) -> Result<(Vec<CustomerRow>, Option<Keyset>), sqlx::Error> {
+    let column = query.sort.column();
+    let (order, compare) = if query.sort.descending() {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    let mut sql = format!("{SELECT} WHERE c.company_id = $1 AND c.deleted = $2");
+    let mut binds: Vec<String> = vec![];
+    let mut next = 3;
+    if let Some(after) = &query.after {
+        sql.push_str(&format!(
+            " AND (c.{column}, c.id) {compare} (${next}, ${})",
+            next + 1
+        ));
+        binds.push(after.key.clone());
+        binds.push(after.id.clone());
+        next += 2;
+    }
+    let terms: Vec<String> = query
+        .search
+        .as_deref()
+        .map(search_words)
+        .unwrap_or_default()
+        .into_iter()
+        .take(MAX_SEARCH_TERMS)
+        .collect();
+    for term in terms {
+        sql.push_str(&format!(
+            " AND c.id IN (SELECT w.customer_id FROM customer_words w \
+             WHERE w.company_id = $1 AND w.word >= ${next} AND w.word < ${})",
+            next + 1
+        ));
+        binds.push(prefix_upper_bound(&term));
+        binds.insert(binds.len() - 1, term);
+        next += 2;
+    }
+    sql.push_str(&format!(
+        " ORDER BY c.{column} {order}, c.id {order} LIMIT ${next}"
+    ));
+    let mut q = sqlx::query_as::<_, CustomerRow>(&sql)
+        .bind(company.to_string())
+        .bind(i64::from(query.deleted));
+    for value in binds {
+        q = q.bind(value);
+    }
+    let rows = q.bind(query.limit + 1).fetch_all(pool).await?;
+    let sort = query.sort;
+    Ok(page(rows, query.limit, |row| sort.keyset(row)))
+}

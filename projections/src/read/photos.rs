@@ -1,0 +1,41 @@
+//! Photos of the caller's company.
+use domain::{CompanyId, PhotoId};
+use sqlx::{AnyPool, FromRow};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct PhotoRow {
+    pub id: String,
+    pub company_id: String,
+    pub object_key: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub for_customer: Option<String>,
+    pub customer_id: Option<String>,
+    pub status: String,
+    pub rejected_reason: Option<String>,
+    pub created_at: String,
+    pub last_seq: i64,
+}
+
+pub async fn get(
+    pool: &AnyPool,
+    company: CompanyId,
+    id: PhotoId,
+) -> Result<Option<PhotoRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, company_id, object_key, content_type, size, sha256, for_customer, customer_id, \
+         status, rejected_reason, created_at, last_seq FROM photos WHERE company_id = $1 AND id = $2",
+    )
+    .bind(company.to_string())
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await
+}
+
+/// Every object key a photo event refers to, for garbage collection.
+pub async fn all_object_keys(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT object_key FROM photos")
+        .fetch_all(pool)
+        .await
+}

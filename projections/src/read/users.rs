@@ -1,0 +1,115 @@
+//! Users of the caller's company, and the lookups authentication needs.
+use domain::{CompanyId, UserId};
+use sqlx::{AnyPool, FromRow};
+
+use super::Keyset;
+
+#[derive(Clone, Debug, FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub company_id: String,
+    pub email: String,
+    pub name: String,
+    pub surname: Option<String>,
+    pub title: Option<String>,
+    pub role: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_seq: i64,
+}
+
+const COLUMNS: &str =
+    "id, company_id, email, name, surname, title, role, created_at, updated_at, last_seq";
+
+pub async fn get(
+    pool: &AnyPool,
+    company: CompanyId,
+    id: UserId,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE company_id = $1 AND id = $2 AND removed = 0"
+    ))
+    .bind(company.to_string())
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await
+}
+
+/// A page of the company's users, oldest first.
+pub async fn list(
+    pool: &AnyPool,
+    company: CompanyId,
+    after: Option<&Keyset>,
+    limit: i64,
+) -> Result<(Vec<UserRow>, Option<Keyset>), sqlx::Error> {
+    let (key, id) = after
+        .map(|k| (k.key.clone(), k.id.clone()))
+        .unwrap_or_default();
+    let rows: Vec<UserRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM users WHERE company_id = $1 AND removed = 0 \
+         AND (created_at, id) > ($2, $3) ORDER BY created_at, id LIMIT $4"
+    ))
+    .bind(company.to_string())
+    .bind(key)
+    .bind(id)
+    .bind(limit + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(page(rows, limit, |row| Keyset {
+        key: row.created_at.clone(),
+        id: row.id.clone(),
+    }))
+}
+
+/// Cuts a `limit + 1` fetch to `limit` rows and the keyset of the last one.
+pub(crate) fn page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    keyset: impl Fn(&T) -> Keyset,
+) -> (Vec<T>, Option<Keyset>) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let next = if more { rows.last().map(keyset) } else { None };
+    (rows, next)
+}
+
+/// What authentication needs to know about a user.
+#[derive(Clone, Debug, FromRow)]
+pub struct Credentials {
+    pub id: String,
+    pub company_id: String,
+    pub role: String,
+    pub password_hash: String,
+    pub security_stamp: i64,
+}
+
+/// The active user with this normalized email, across all companies (emails
+/// are unique service-wide).
+pub async fn credentials_by_email(
+    pool: &AnyPool,
+    email_key: &str,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, company_id, role, password_hash, security_stamp FROM users \
+         WHERE email_key = $1 AND removed = 0",
+    )
+    .bind(email_key)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The active user behind a token, to check the token is still good.
+pub async fn credentials_by_id(
+    pool: &AnyPool,
+    company: CompanyId,
+    id: UserId,
+) -> Result<Option<Credentials>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, company_id, role, password_hash, security_stamp FROM users \
+         WHERE id = $1 AND company_id = $2 AND removed = 0",
+    )
+    .bind(id.to_string())
+    .bind(company.to_string())
+    .fetch_optional(pool)
+    .await
+}

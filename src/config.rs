@@ -1,0 +1,159 @@
+//! The one configuration struct, read once at start-up from flags and the
+//! environment (clap does both, and `crm --help` lists every variable).
+//! Nothing else reads the environment.
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// HTTP address to listen on.
+    #[arg(
+        long,
+        env = "CRM_ADDR",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub addr: SocketAddr,
+    /// Data directory of the embedded mode (SQLite files, photos, signing key).
+    #[arg(long, env = "CRM_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// Postgres URL of the event store and read models; unset = embedded SQLite.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// NATS URL (JetStream); unset = in-process bus.
+    #[arg(long, env = "NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+    /// S3/MinIO endpoint for photos, e.g. http://minio:9000; unset = files in the data dir.
+    #[arg(long, env = "S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "S3_ACCESS_KEY", global = true, hide_env_values = true)]
+    pub s3_access_key: Option<String>,
+    #[arg(long, env = "S3_SECRET_KEY", global = true, hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    #[arg(long, env = "S3_BUCKET", default_value = "crm-photos", global = true)]
+    pub s3_bucket: String,
+    #[arg(long, env = "S3_REGION", default_value = "us-east-1", global = true)]
+    pub s3_region: String,
+    /// Secret that signs access tokens, at least 32 bytes; required with DATABASE_URL.
+    #[arg(long, env = "CRM_JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Comma-separated frontend origins allowed by CORS.
+    #[arg(long, env = "CRM_CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "CRM_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Whether `POST /v1/signup` is open.
+    #[arg(long, env = "CRM_SIGNUP_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub signup_enabled: bool,
+    /// Largest photo upload in bytes.
+    #[arg(long, env = "CRM_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024, global = true)]
+    pub max_upload_bytes: usize,
+    /// Lifetime of access tokens in seconds.
+    #[arg(long, env = "CRM_TOKEN_TTL_SECS", default_value_t = 900, global = true)]
+    pub token_ttl_secs: u64,
+    /// Database connections per process.
+    #[arg(long, env = "CRM_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    pub db_pool_size: u32,
+}
+
+/// A configuration value that cannot be used; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+fn bad(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// S3 settings when photos live in MinIO/S3.
+pub struct S3Settings {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Config {
+    /// Checks what clap cannot: combinations and lengths.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(bad("DATABASE_URL", "must be a postgres:// URL"));
+            }
+            if self.jwt_secret.is_none() {
+                return Err(bad(
+                    "CRM_JWT_SECRET",
+                    "is required when DATABASE_URL is set (at least 32 bytes)",
+                ));
+            }
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 32 {
+                return Err(bad("CRM_JWT_SECRET", "must be at least 32 bytes"));
+            }
+        }
+        if let Some(url) = &self.nats_url {
+            if !(url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://")) {
+                return Err(bad("NATS_URL", "must be a nats:// URL"));
+            }
+        }
+        if self.max_upload_bytes < 1024 {
+            return Err(bad("CRM_MAX_UPLOAD_BYTES", "must be at least 1024"));
+        }
+        if !(60..=86_400).contains(&self.token_ttl_secs) {
+            return Err(bad("CRM_TOKEN_TTL_SECS", "must be between 60 and 86400"));
+        }
+        self.s3()?;
+        Ok(())
+    }
+
+    pub fn s3(&self) -> Result<Option<S3Settings>, ConfigError> {
+        let Some(endpoint) = &self.s3_endpoint else {
+            return Ok(None);
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(bad("S3_ENDPOINT", "must be an http:// or https:// URL"));
+        }
+        let access_key = self
+            .s3_access_key
+            .clone()
+            .ok_or_else(|| bad("S3_ACCESS_KEY", "is required when S3_ENDPOINT is set"))?;
+        let secret_key = self
+            .s3_secret_key
+            .clone()
+            .ok_or_else(|| bad("S3_SECRET_KEY", "is required when S3_ENDPOINT is set"))?;
+        Ok(Some(S3Settings {
+            endpoint: endpoint.clone(),
+            access_key,
+            secret_key,
+        }))
+    }
+
+    pub fn cors_origins(&self) -> Vec<String> {
+        self.cors_origins
+            .split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}

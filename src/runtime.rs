@@ -1,0 +1,220 @@
+//! Wiring: turns the configuration into the running pieces (database, object
+//! store, bus, feeds, HTTP server) for each process kind.
+use anyhow::Context;
+use api::state::{AppState, BusProbe, Inner, Settings};
+use commands::objects::{local::LocalStore, s3::S3Store, ObjectStore};
+use commands::{Commands, Db};
+use futures::FutureExt;
+use projections::feed::embedded::EmbeddedFeed;
+use projections::feed::relay::Relay;
+use projections::feed::worker::Worker;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = match &config.database_url {
+        Some(url) => Db::connect_postgres(url, config.db_pool_size)
+            .await
+            .context("DATABASE_URL: cannot connect to Postgres")?,
+        None => Db::connect_sqlite(&config.data_dir)
+            .await
+            .with_context(|| format!("CRM_DATA_DIR: cannot open {}", config.data_dir.display()))?,
+    };
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+pub async fn open_objects(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match config.s3()? {
+        Some(s3) => {
+            let store = S3Store::new(
+                &s3.endpoint,
+                &s3.access_key,
+                &s3.secret_key,
+                &config.s3_bucket,
+                &config.s3_region,
+            )
+            .context("S3_ENDPOINT")?;
+            // Created at start if missing; if S3 is down now, /readyz says so.
+            if let Err(error) = store.ensure_bucket().await {
+                tracing::warn!(%error, bucket = %config.s3_bucket, "could not check or create the bucket");
+            }
+            Arc::new(store)
+        }
+        None => Arc::new(
+            LocalStore::new(config.data_dir.join("photos"))
+                .context("CRM_DATA_DIR: photos directory")?,
+        ),
+    })
+}
+
+pub async fn connect_bus(config: &Config) -> anyhow::Result<Option<async_nats::Client>> {
+    match &config.nats_url {
+        None => Ok(None),
+        Some(url) => Ok(Some(
+            projections::feed::relay::connect_bus(url)
+                .await
+                .context("NATS_URL: cannot connect")?,
+        )),
+    }
+}
+
+/// The signing secret: configured, or a random key kept in the data directory.
+fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt.key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return hex::decode(existing.trim()).context("CRM_DATA_DIR/jwt.key is not hex");
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let key: [u8; 32] = rand::random();
+    std::fs::write(&path, hex::encode(key)).context("writing CRM_DATA_DIR/jwt.key")?;
+    Ok(key.to_vec())
+}
+
+/// Starts the feeds that keep the views current: relay + workers on the
+/// full stack, the in-process feed when embedded.
+pub fn spawn_feeds(
+    tasks: &mut JoinSet<()>,
+    commands: &Commands,
+    bus: Option<&async_nats::Client>,
+    relay: bool,
+    workers: bool,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let handlers = projections::feed::all_handlers(commands);
+    match bus {
+        None => {
+            tasks.spawn(EmbeddedFeed::new(commands.clone(), handlers).run(shutdown.clone()));
+        }
+        Some(client) => {
+            let jetstream = async_nats::jetstream::new(client.clone());
+            if relay {
+                let relay = Relay::new(commands.db().clone(), jetstream.clone(), "main");
+                tasks.spawn(relay.run(shutdown.clone()));
+            }
+            if workers {
+                for handler in handlers {
+                    let worker = Worker::new(jetstream.clone(), commands.db().any.clone(), handler);
+                    tasks.spawn(worker.run(shutdown.clone()));
+                }
+            }
+        }
+    }
+}
+
+pub struct Serve {
+    pub with_workers: bool,
+}
+
+pub async fn serve(
+    config: Config,
+    options: Serve,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<()> {
+    let db = open_db(&config).await?;
+    let objects = open_objects(&config).await?;
+    let bus = connect_bus(&config).await?;
+    let commands = Commands::new(db);
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    if options.with_workers {
+        spawn_feeds(&mut tasks, &commands, bus.as_ref(), true, true, &shutdown);
+    }
+    let bus_ready: BusProbe = match bus.clone() {
+        Some(client) => Arc::new(move || {
+            let client = client.clone();
+            async move { projections::feed::relay::bus_ready(&client).await }.boxed()
+        }),
+        None => Arc::new(|| async { true }.boxed()),
+    };
+    let secret = jwt_secret(&config)?;
+    let state = AppState(Arc::new(Inner {
+        commands,
+        objects,
+        tokens: api::auth::TokenKeys::new(&secret),
+        settings: Settings {
+            signup_enabled: config.signup_enabled,
+            token_ttl: Duration::from_secs(config.token_ttl_secs),
+            max_upload_bytes: config.max_upload_bytes,
+            consistency_wait: Duration::from_secs(5),
+            cursor_key: [secret.as_slice(), b"/cursors"].concat(),
+        },
+        bus_ready,
+        login_limiter: api::ratelimit::RateLimiter::new(10, Duration::from_secs(300)),
+        metrics,
+    }));
+    let http = api::HttpSettings {
+        cors_origins: config.cors_origins(),
+        body_limit: config.max_upload_bytes + 64 * 1024,
+        request_timeout: Duration::from_secs(30),
+    };
+    let app = api::app(state, &http);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("CRM_ADDR: cannot listen on {}", config.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, embedded = config.database_url.is_none(), "serving");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    // In-flight requests are drained; let the feeds finish their batch.
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Runs the relay and/or workers alone until a signal.
+pub async fn run_feeds(config: Config, relay: bool, workers: bool) -> anyhow::Result<()> {
+    let db = open_db(&config).await?;
+    let bus = connect_bus(&config).await?;
+    if bus.is_none() {
+        anyhow::bail!("NATS_URL: required for `crm relay` and `crm project`");
+    }
+    let commands = Commands::new(db);
+    let (stop, shutdown) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    spawn_feeds(
+        &mut tasks,
+        &commands,
+        bus.as_ref(),
+        relay,
+        workers,
+        &shutdown,
+    );
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
