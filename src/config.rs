@@ -30,6 +30,22 @@ pub struct Config {
     /// NATS URL (JetStream); unset = in-process bus.
     #[arg(long, env = "NATS_URL", global = true)]
     pub nats_url: Option<String>,
+    /// JetStream stream that carries the events.
+    #[arg(
+        long,
+        env = "CRM_NATS_STREAM",
+        default_value = "CRM_EVENTS",
+        global = true
+    )]
+    pub nats_stream: String,
+    /// Subject prefix of the events (`<prefix>.<company>.<aggregate>.<id>`).
+    #[arg(
+        long,
+        env = "CRM_NATS_SUBJECT_PREFIX",
+        default_value = "crm.events",
+        global = true
+    )]
+    pub nats_subject_prefix: String,
     /// S3/MinIO endpoint for photos, e.g. http://minio:9000; unset = files in the data dir.
     #[arg(long, env = "S3_ENDPOINT", global = true)]
     pub s3_endpoint: Option<String>,

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod config;
+mod ops;
 mod runtime;
 
 use config::{Config, LogFormat};
@@ -34,6 +35,40 @@ enum Command {
     Project,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Rebuild views from the event store, or show how far they are.
+    Projections {
+        #[command(subcommand)]
+        action: ProjectionsAction,
+    },
+    /// Photo storage maintenance.
+    Photos {
+        #[command(subcommand)]
+        action: PhotosAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsAction {
+    /// Replay the event store into a shadow copy of a view and swap it in.
+    Rebuild {
+        /// companies, users, customers, photos, or all.
+        name: String,
+    },
+    /// Each feed's position and lag, and the parked poison events.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum PhotosAction {
+    /// Delete stored objects that no event references (after a grace period).
+    Gc {
+        /// Only print what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Objects younger than this many seconds are kept.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -71,6 +106,17 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Relay => runtime::run_feeds(config, true, false).await,
         Command::Project => runtime::run_feeds(config, false, true).await,
+        Command::Projections { action } => match action {
+            ProjectionsAction::Rebuild { name } => ops::rebuild(config, &name).await,
+            ProjectionsAction::Status => ops::status(config).await,
+        },
+        Command::Photos {
+            action:
+                PhotosAction::Gc {
+                    dry_run,
+                    grace_secs,
+                },
+        } => ops::photos_gc(config, dry_run, grace_secs).await,
         Command::Migrate => {
             runtime::open_db(&config).await?;
             println!("migrations applied");

@@ -88,7 +88,9 @@ pub fn spawn_feeds(
     relay: bool,
     workers: bool,
     shutdown: &watch::Receiver<bool>,
+    config: &Config,
 ) {
+    let (stream, prefix) = (&config.nats_stream, &config.nats_subject_prefix);
     let handlers = projections::feed::all_handlers(commands);
     match bus {
         None => {
@@ -97,12 +99,14 @@ pub fn spawn_feeds(
         Some(client) => {
             let jetstream = async_nats::jetstream::new(client.clone());
             if relay {
-                let relay = Relay::new(commands.db().clone(), jetstream.clone(), "main");
+                let relay = Relay::new(commands.db().clone(), jetstream.clone(), "main")
+                    .with_stream(stream.clone(), prefix.clone());
                 tasks.spawn(relay.run(shutdown.clone()));
             }
             if workers {
                 for handler in handlers {
-                    let worker = Worker::new(jetstream.clone(), commands.db().any.clone(), handler);
+                    let worker = Worker::new(jetstream.clone(), commands.db().any.clone(), handler)
+                        .with_stream(stream.clone(), prefix.clone());
                     tasks.spawn(worker.run(shutdown.clone()));
                 }
             }
@@ -126,7 +130,15 @@ pub async fn serve(
     let (stop, shutdown) = watch::channel(false);
     let mut tasks = JoinSet::new();
     if options.with_workers {
-        spawn_feeds(&mut tasks, &commands, bus.as_ref(), true, true, &shutdown);
+        spawn_feeds(
+            &mut tasks,
+            &commands,
+            bus.as_ref(),
+            true,
+            true,
+            &shutdown,
+            &config,
+        );
     }
     let bus_ready: BusProbe = match bus.clone() {
         Some(client) => Arc::new(move || {
@@ -190,6 +202,7 @@ pub async fn run_feeds(config: Config, relay: bool, workers: bool) -> anyhow::Re
         relay,
         workers,
         &shutdown,
+        &config,
     );
     shutdown_signal().await;
     let _ = stop.send(true);

@@ -14,5 +14,7 @@ pub mod consistency;
 pub mod feed;
 pub mod policy;
 pub mod read;
+pub mod rebuild;
+pub mod status;
 pub mod view;
 pub mod views;

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
+pub mod gc;
 pub mod local;
 pub mod s3;
 

@@ -1,0 +1,104 @@
+//! What `crm projections status` prints: how far each feed is, how far
+//! behind the store, and the events parked as poison.
+use commands::events::{head, read_committed_after, Checkpoint};
+use commands::Db;
+use sqlx::Row;
+
+#[derive(Debug)]
+pub struct Parked {
+    pub projection: String,
+    pub event: String,
+    pub error: String,
+    pub parked_at: String,
+}
+
+#[derive(Debug)]
+pub struct FeedStatus {
+    pub name: String,
+    /// Position in commit order (rowid embedded, global position on Postgres).
+    pub position: i64,
+    pub lag_events: i64,
+    /// Age of the oldest event not yet handled.
+    pub lag_seconds: Option<f64>,
+}
+
+#[derive(Debug)]
+pub struct Status {
+    pub events_in_store: i64,
+    pub feeds: Vec<FeedStatus>,
+    pub parked: Vec<Parked>,
+}
+
+/// Lag of a checkpointed feed (the embedded feed or the relay).
+async fn feed_status(db: &Db, name: &str, after: Checkpoint) -> Result<FeedStatus, sqlx::Error> {
+    let pending = read_committed_after(db, after, 100_000).await?;
+    let lag_seconds = pending
+        .first()
+        .and_then(|e| e.meta(commands::context::META_OCCURRED_AT))
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+        });
+    Ok(FeedStatus {
+        name: name.to_owned(),
+        position: after.position,
+        lag_events: pending.len() as i64,
+        lag_seconds,
+    })
+}
+
+pub async fn status(db: &Db) -> Result<Status, sqlx::Error> {
+    let (events_in_store, _) = head(db).await?;
+    let mut feeds = vec![];
+    for row in sqlx::query("SELECT name, position FROM projection_checkpoints ORDER BY name")
+        .fetch_all(&db.any)
+        .await?
+    {
+        let name: String = row.try_get("name")?;
+        let position: i64 = row.try_get("position")?;
+        let checkpoint = Checkpoint {
+            transaction_id: 0,
+            position,
+        };
+        feeds.push(feed_status(db, &format!("projections ({name})"), checkpoint).await?);
+    }
+    if db.dialect() == commands::Dialect::Postgres {
+        for row in sqlx::query(
+            "SELECT name, transaction_id, global_position FROM relay_checkpoint ORDER BY name",
+        )
+        .fetch_all(&db.any)
+        .await?
+        {
+            let name: String = row.try_get("name")?;
+            let xid: String = row.try_get("transaction_id")?;
+            let checkpoint = Checkpoint {
+                transaction_id: xid.parse().unwrap_or(0),
+                position: row.try_get("global_position")?,
+            };
+            feeds.push(feed_status(db, &format!("relay ({name})"), checkpoint).await?);
+        }
+    }
+    let parked = sqlx::query(
+        "SELECT projection, aggregate_type, aggregate_id, sequence, error, parked_at FROM parked_events ORDER BY parked_at",
+    )
+    .fetch_all(&db.any)
+    .await?
+    .into_iter()
+    .map(|row| -> Result<Parked, sqlx::Error> {
+        let kind: String = row.try_get("aggregate_type")?;
+        let id: String = row.try_get("aggregate_id")?;
+        let sequence: i64 = row.try_get("sequence")?;
+        Ok(Parked {
+            projection: row.try_get("projection")?,
+            event: format!("{kind}:{id}:{sequence}"),
+            error: row.try_get("error")?,
+            parked_at: row.try_get("parked_at")?,
+        })
+    })
+    .collect::<Result<_, _>>()?;
+    Ok(Status {
+        events_in_store,
+        feeds,
+        parked,
+    })
+}
