@@ -140,6 +140,19 @@ pub async fn serve(
             &config,
         );
     }
+    let db_for_metrics = commands.db().clone();
+    let mut metrics_stop = shutdown.clone();
+    tasks.spawn(async move {
+        loop {
+            if let Err(error) = projections::status::export_metrics(&db_for_metrics).await {
+                tracing::debug!(%error, "could not export projection metrics");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = metrics_stop.changed() => return,
+            }
+        }
+    });
     let bus_ready: BusProbe = match bus.clone() {
         Some(client) => Arc::new(move || {
             let client = client.clone();

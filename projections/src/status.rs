@@ -29,10 +29,38 @@ pub struct Status {
     pub parked: Vec<Parked>,
 }
 
+/// How many committed events lie after `after`.
+async fn count_after(db: &Db, after: Checkpoint) -> Result<i64, sqlx::Error> {
+    let sql = match db.dialect() {
+        commands::Dialect::Postgres => {
+            "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)"
+        }
+        commands::Dialect::Sqlite => "SELECT count(*) FROM events WHERE rowid > $2 AND $1 = $1",
+    };
+    sqlx::query_scalar(sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.position)
+        .fetch_one(&db.any)
+        .await
+}
+
+/// Publishes the status as metrics: lag per feed, parked events.
+pub async fn export_metrics(db: &Db) -> Result<(), sqlx::Error> {
+    let status = status(db).await?;
+    for feed in &status.feeds {
+        metrics::gauge!("crm_projection_lag_events", "feed" => feed.name.clone())
+            .set(feed.lag_events as f64);
+        metrics::gauge!("crm_projection_lag_seconds", "feed" => feed.name.clone())
+            .set(feed.lag_seconds.unwrap_or(0.0));
+    }
+    metrics::gauge!("crm_parked_events").set(status.parked.len() as f64);
+    Ok(())
+}
+
 /// Lag of a checkpointed feed (the embedded feed or the relay).
 async fn feed_status(db: &Db, name: &str, after: Checkpoint) -> Result<FeedStatus, sqlx::Error> {
-    let pending = read_committed_after(db, after, 100_000).await?;
-    let lag_seconds = pending
+    let oldest = read_committed_after(db, after, 1).await?;
+    let lag_seconds = oldest
         .first()
         .and_then(|e| e.meta(commands::context::META_OCCURRED_AT))
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
@@ -42,7 +70,7 @@ async fn feed_status(db: &Db, name: &str, after: Checkpoint) -> Result<FeedStatu
     Ok(FeedStatus {
         name: name.to_owned(),
         position: after.position,
-        lag_events: pending.len() as i64,
+        lag_events: count_after(db, after).await?,
         lag_seconds,
     })
 }
