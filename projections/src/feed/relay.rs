@@ -18,7 +18,7 @@ use commands::events::{read_committed_after, Checkpoint, StoredEvent};
 use commands::Db;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool, Row};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 pub const STREAM: &str = "CRM_EVENTS";
@@ -34,6 +34,8 @@ pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// collide with another application's advisory locks ("crmr").
 const LEASE_NAMESPACE: i32 = 0x6372_6d72;
 const LEASE_RETRY: Duration = Duration::from_secs(1);
+/// How often the holder checks that its lease session is still there.
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 /// Between polls when caught up: the publish latency floor.
 const POLL: Duration = Duration::from_millis(25);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
@@ -307,6 +309,7 @@ impl Relay {
     /// the writers.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut lease: Option<Lease> = None;
+        let mut last_check = Instant::now();
         let mut stream_ready = false;
         let mut backoff = MIN_BACKOFF;
         loop {
@@ -325,8 +328,15 @@ impl Relay {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
+            // Checked about once a second, not every poll: a lease lost
+            // unnoticed for that long only republishes (deduplicated), and
+            // the checkpoint never moves back.
             let holding = match lease.as_mut() {
-                Some(held) => held.alive().await,
+                Some(_) if last_check.elapsed() < LEASE_CHECK => true,
+                Some(held) => {
+                    last_check = Instant::now();
+                    held.alive().await
+                }
                 None => false,
             };
             if !holding {
@@ -337,6 +347,7 @@ impl Relay {
                     Ok(Some(acquired)) => {
                         tracing::info!(relay = %self.name, "holding the relay lease");
                         lease = Some(acquired);
+                        last_check = Instant::now();
                     }
                     Ok(None) => {
                         if pause(&mut shutdown, LEASE_RETRY).await {

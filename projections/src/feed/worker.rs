@@ -17,7 +17,7 @@ use commands::events::StoredEvent;
 use futures::StreamExt;
 use sqlx::AnyPool;
 use std::time::Duration;
-use tokio::sync::{watch, OnceCell};
+use tokio::sync::{watch, Mutex};
 
 use super::relay::{self, pause, token};
 use super::{park, Handled, Handler};
@@ -76,8 +76,9 @@ pub struct Worker {
     handler: Box<dyn Handler>,
     stream: String,
     subject_prefix: String,
-    /// Created on first use, so a worker can start while NATS is down.
-    consumer: OnceCell<PullConsumer>,
+    /// Created on first use, so a worker can start while NATS is down;
+    /// forgotten after an error, so a deleted consumer is created again.
+    consumer: Mutex<Option<PullConsumer>>,
 }
 
 impl Worker {
@@ -88,7 +89,7 @@ impl Worker {
             handler,
             stream: relay::STREAM.to_owned(),
             subject_prefix: relay::SUBJECT_PREFIX.to_owned(),
-            consumer: OnceCell::new(),
+            consumer: Mutex::new(None),
         }
     }
 
@@ -128,20 +129,21 @@ impl Worker {
     }
 
     /// The durable consumer, created (with the stream) if missing.
-    pub async fn consumer(&self) -> Result<&PullConsumer, WorkerError> {
-        self.consumer
-            .get_or_try_init(|| async {
-                // The worker may start before any relay: make sure the stream exists.
-                let stream =
-                    relay::ensure_stream_with(&self.jetstream, &self.stream, &self.subject_prefix)
-                        .await
-                        .map_err(nats("creating the stream"))?;
-                stream
-                    .get_or_create_consumer(&self.consumer_name(), self.consumer_config())
-                    .await
-                    .map_err(nats("creating the consumer"))
-            })
+    pub async fn consumer(&self) -> Result<PullConsumer, WorkerError> {
+        let mut cached = self.consumer.lock().await;
+        if let Some(consumer) = cached.as_ref() {
+            return Ok(consumer.clone());
+        }
+        // The worker may start before any relay: make sure the stream exists.
+        let stream = relay::ensure_stream_with(&self.jetstream, &self.stream, &self.subject_prefix)
             .await
+            .map_err(nats("creating the stream"))?;
+        let consumer = stream
+            .get_or_create_consumer(&self.consumer_name(), self.consumer_config())
+            .await
+            .map_err(nats("creating the consumer"))?;
+        *cached = Some(consumer.clone());
+        Ok(consumer)
     }
 
     /// One step: pulls up to `max` messages, waiting at most `wait` for them,
@@ -155,6 +157,20 @@ impl Worker {
             return Err(WorkerError::BusDown);
         }
         let consumer = self.consumer().await?;
+        let result = self.pull(&consumer, max, wait).await;
+        if result.is_err() {
+            // The consumer (or stream) may be gone: look it up again next time.
+            *self.consumer.lock().await = None;
+        }
+        result
+    }
+
+    async fn pull(
+        &self,
+        consumer: &PullConsumer,
+        max: usize,
+        wait: Duration,
+    ) -> Result<usize, WorkerError> {
         let mut messages = consumer
             .batch()
             .max_messages(max)
