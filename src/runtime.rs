@@ -178,7 +178,8 @@ pub async fn serve(
     }));
     let http = api::HttpSettings {
         cors_origins: config.cors_origins(),
-        body_limit: config.max_upload_bytes + 64 * 1024,
+        body_limit: 256 * 1024,
+        upload_body_limit: config.max_upload_bytes * 4 + 64 * 1024,
         request_timeout: Duration::from_secs(30),
     };
     let app = api::app(state, &http);

@@ -36,7 +36,7 @@ use crate::state::AppState;
 
 /// The OpenAPI 3.1 document of every route.
 pub fn openapi() -> OpenApi {
-    let (_, spec) = routes::router().split_for_parts();
+    let (_, spec) = routes::router(0).split_for_parts();
     decorate(spec)
 }
 
@@ -61,13 +61,17 @@ fn decorate(mut spec: OpenApi) -> OpenApi {
 /// HTTP settings the router needs beyond the state.
 pub struct HttpSettings {
     pub cors_origins: Vec<String>,
+    /// Body limit of JSON routes.
     pub body_limit: usize,
+    /// Body limit of the photo upload (a rejected oversized upload is read
+    /// up to this much so the client sees its 413).
+    pub upload_body_limit: usize,
     pub request_timeout: Duration,
 }
 
 /// The whole application: routes, docs, fallbacks and middleware.
 pub fn app(state: AppState, http: &HttpSettings) -> Router {
-    let (router, spec) = routes::router().split_for_parts();
+    let (router, spec) = routes::router(http.upload_body_limit).split_for_parts();
     let spec = decorate(spec);
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))

@@ -74,6 +74,14 @@ impl Handler for PhotoAttachPolicy {
         let Ok(photo) = Uuid::parse_str(&photo_id).map(PhotoId) else {
             return Handled::Poison("photo id is not a uuid".into());
         };
+        // A photo with any event after its upload was already settled
+        // (attached, rejected, or attached and since replaced): a late
+        // redelivery must not attach it again over a newer photo.
+        match self.commands.load::<Photo>(&photo_id, ctx.company_id).await {
+            Ok(Some((_, version))) if version > 1 => return Handled::Done,
+            Ok(_) => {}
+            Err(error) => return retry_or_poison(error),
+        }
         let attach = CustomerCommand::AttachPhoto {
             photo_id: photo,
             by,

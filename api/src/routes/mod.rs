@@ -18,7 +18,12 @@ pub mod ops;
 pub mod photos;
 pub mod users;
 
-pub fn router() -> OpenApiRouter<AppState> {
+/// Every route; `upload_limit` is the body limit of the photo upload, the
+/// only route that takes more than a small JSON body.
+pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(photos::upload_photo))
+        .layer(axum::extract::DefaultBodyLimit::max(upload_limit));
     OpenApiRouter::new()
         .routes(routes!(auth::signup))
         .routes(routes!(auth::token))
@@ -43,7 +48,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(customers::restore_customer))
         .routes(routes!(customers::set_photo, customers::remove_photo))
         .routes(routes!(customers::customer_history))
-        .routes(routes!(photos::upload_photo))
+        .merge(uploads)
         .routes(routes!(photos::get_photo))
         .routes(routes!(photos::photo_metadata))
         .routes(routes!(ops::healthz))

@@ -87,6 +87,10 @@ async fn read_file(
     let mut hasher = Sha256::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if bytes.len() + chunk.len() > max {
+            // Read (and drop) the rest so the client, still sending, gets
+            // the 413 instead of a broken pipe; the route's body limit
+            // bounds how much we are willing to read.
+            while let Ok(Some(_)) = field.chunk().await {}
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the photo is larger than {max} bytes"),
@@ -217,8 +221,11 @@ pub async fn upload_photo(
 pub async fn get_photo(
     State(state): State<AppState>,
     caller: Caller,
+    crate::extract::WaitFor(wait): crate::extract::WaitFor,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
+    // The upload's token: the photo is readable as soon as the upload answered.
+    let stale = state.await_token(wait.as_ref()).await;
     let row =
         found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
     let bytes = found(state.objects.get(&row.object_key).await?)?;
@@ -239,6 +246,9 @@ pub async fn get_photo(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if stale {
+        headers.insert(super::STALE_HEADER, HeaderValue::from_static("true"));
+    }
     Ok(response)
 }
 
