@@ -12,6 +12,7 @@ use domain::Tenanted;
 use postgres_es::PostgresEventRepository;
 use sqlite_es::SqliteEventRepository;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::db::{Db, EventPool};
@@ -37,7 +38,7 @@ pub struct Outcome<A: Aggregate> {
 
 /// How many times a command without an expected version is re-decided after
 /// losing an optimistic-lock race.
-const RETRIES_ON_CONFLICT: usize = 8;
+const RETRIES_ON_CONFLICT: usize = 12;
 
 #[derive(Clone)]
 pub struct Commands {
@@ -122,7 +123,10 @@ impl Commands {
             Expect::Any => RETRIES_ON_CONFLICT,
             Expect::Version(_) => 1,
         };
-        for _ in 0..attempts {
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
             let result = self.attempt(&store, id, command.clone(), ctx, expect).await;
             match result {
                 Ok(outcome) => {
@@ -223,6 +227,15 @@ impl Commands {
             _ => None,
         })
     }
+}
+
+/// A random pause before re-deciding after the `attempt`-th lost race, its
+/// ceiling doubling with each loss (2 ms, 4 ms, ... up to 128 ms), so that the
+/// losers of one race do not all reload and collide again at once.
+fn backoff(attempt: usize) -> Duration {
+    let ceiling_us = 1_000u64 << attempt.clamp(1, 7);
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    Duration::from_micros(random % (ceiling_us + 1))
 }
 
 fn record_command(aggregate: &'static str, outcome: &'static str) {
