@@ -11,23 +11,53 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// A JSON body; unknown fields, wrong types and bad syntax are problems.
+/// Syntax is judged on the whole body first, so malformed JSON is always
+/// `400` even when its first values already have the wrong type.
 pub struct Json<T>(pub T);
+
+/// `application/json` or `application/<something>+json`, as axum accepts.
+fn is_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !is_json_content_type(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a body with Content-Type: application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+        if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+            return Err(ApiError::bad_request(format!(
+                "the body is not valid JSON: {error}"
+            )));
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(match rejection {
                 JsonRejection::JsonDataError(e) => {
                     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text())
                 }
                 JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(e.body_text()),
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "expected a body with Content-Type: application/json",
-                ),
                 other => ApiError::new(other.status(), other.body_text()),
             }),
         }

@@ -58,6 +58,24 @@ impl Fields {
         raw.and_then(|raw| self.parse(field, raw, parse))
     }
 
+    /// A required field of a PATCH body: absent is no change, `null` is
+    /// refused (it cannot be cleared), text is parsed.
+    pub fn not_null<T>(
+        &mut self,
+        field: &str,
+        raw: Option<Option<String>>,
+        parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        match raw {
+            None => None,
+            Some(None) => {
+                self.error(field, "must not be null");
+                None
+            }
+            Some(Some(raw)) => self.parse(field, &raw, parse),
+        }
+    }
+
     pub fn password(&mut self, field: &str, raw: Option<&str>) -> Option<String> {
         use commands::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
         let raw = raw.or_else(|| {

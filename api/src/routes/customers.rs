@@ -112,8 +112,14 @@ pub struct CreateCustomer {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
-    name: Option<String>,
-    surname: Option<String>,
+    /// Omit to keep it; it cannot be cleared (`null` is `422`).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    name: Option<Option<String>>,
+    /// Omit to keep it; it cannot be cleared (`null` is `422`).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    surname: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
@@ -394,8 +400,8 @@ pub async fn update_customer(
 ) -> ApiResult<Reply<CustomerDto>> {
     let mut fields = Fields::default();
     let change = DetailsChange {
-        name: fields.optional("name", body.name.as_deref(), PersonName::parse),
-        surname: fields.optional("surname", body.surname.as_deref(), PersonName::parse),
+        name: fields.not_null("name", body.name, PersonName::parse),
+        surname: fields.not_null("surname", body.surname, PersonName::parse),
         email: optional_change(&mut fields, "email", body.email, Email::parse),
         phone: optional_change(&mut fields, "phone", body.phone, Phone::parse),
         notes: optional_change(&mut fields, "notes", body.notes, Notes::parse),

@@ -73,15 +73,24 @@ pub struct CreateUser {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
-    name: Option<String>,
+    /// Omit to keep it; it cannot be cleared (`null` is `422`).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    name: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     surname: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     title: Option<Option<String>>,
-    email: Option<String>,
-    password: Option<String>,
+    /// Omit to keep it; it cannot be cleared (`null` is `422`).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    email: Option<Option<String>>,
+    /// Omit to keep it; `null` is `422`.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = String, required = false)]
+    password: Option<Option<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -248,7 +257,7 @@ pub async fn update_user(
         caller.require_admin()?;
     }
     let mut fields = Fields::default();
-    let name = fields.optional("name", body.name.as_deref(), PersonName::parse);
+    let name = fields.not_null("name", body.name, PersonName::parse);
     let surname = match body.surname {
         None => None,
         Some(None) => Some(FieldChange::Cleared),
@@ -263,10 +272,14 @@ pub async fn update_user(
             .parse("title", &raw, Title::parse)
             .map(FieldChange::Set),
     };
-    let email = fields.optional("email", body.email.as_deref(), Email::parse);
-    let password = match body.password.as_deref() {
+    let email = fields.not_null("email", body.email, Email::parse);
+    let password = match body.password {
         None => None,
-        raw => fields.password("password", raw),
+        Some(None) => {
+            fields.error("password", "must not be null");
+            None
+        }
+        Some(raw) => fields.password("password", raw.as_deref()),
     };
     fields.finish()?;
     let ctx = caller.context();

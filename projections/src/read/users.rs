@@ -89,6 +89,11 @@ pub async fn credentials_by_email(
     pool: &AnyPool,
     email_key: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
+    // No stored email has a NUL (emails are validated), and Postgres refuses
+    // NUL in text parameters: such a login is simply unknown.
+    if email_key.contains('\0') {
+        return Ok(None);
+    }
     sqlx::query_as(
         "SELECT id, company_id, role, password_hash, security_stamp FROM users \
          WHERE email_key = $1 AND removed = 0",
