@@ -22,13 +22,25 @@ pub struct Config {
     )]
     pub addr: SocketAddr,
     /// Data directory of the embedded mode (SQLite files, photos, signing key).
-    #[arg(long, env = "CRM_DATA_DIR", default_value = "./data", global = true)]
+    #[arg(
+        long,
+        env = "CRM_DATA_DIR",
+        value_name = "CRM_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Postgres URL of the event store and read models; unset = embedded SQLite.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        value_name = "DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// NATS URL (JetStream); unset = in-process bus.
-    #[arg(long, env = "NATS_URL", global = true)]
+    #[arg(long, env = "NATS_URL", value_name = "NATS_URL", global = true)]
     pub nats_url: Option<String>,
     /// JetStream stream that carries the events.
     #[arg(
@@ -47,21 +59,57 @@ pub struct Config {
     )]
     pub nats_subject_prefix: String,
     /// S3/MinIO endpoint for photos, e.g. http://minio:9000; unset = files in the data dir.
-    #[arg(long, env = "S3_ENDPOINT", global = true)]
+    #[arg(long, env = "S3_ENDPOINT", value_name = "S3_ENDPOINT", global = true)]
     pub s3_endpoint: Option<String>,
-    #[arg(long, env = "S3_ACCESS_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "S3_ACCESS_KEY",
+        value_name = "S3_ACCESS_KEY",
+        global = true,
+        hide_env_values = true
+    )]
     pub s3_access_key: Option<String>,
-    #[arg(long, env = "S3_SECRET_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "S3_SECRET_KEY",
+        value_name = "S3_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
     pub s3_secret_key: Option<String>,
-    #[arg(long, env = "S3_BUCKET", default_value = "crm-photos", global = true)]
+    #[arg(
+        long,
+        env = "S3_BUCKET",
+        value_name = "S3_BUCKET",
+        default_value = "crm-photos",
+        global = true
+    )]
     pub s3_bucket: String,
-    #[arg(long, env = "S3_REGION", default_value = "us-east-1", global = true)]
+    #[arg(
+        long,
+        env = "S3_REGION",
+        value_name = "S3_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
     pub s3_region: String,
     /// Secret that signs access tokens, at least 32 bytes; required with DATABASE_URL.
-    #[arg(long, env = "CRM_JWT_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CRM_JWT_SECRET",
+        value_name = "CRM_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
     /// Comma-separated frontend origins allowed by CORS.
-    #[arg(long, env = "CRM_CORS_ORIGINS", default_value = "", global = true)]
+    #[arg(
+        long,
+        env = "CRM_CORS_ORIGINS",
+        value_name = "CRM_CORS_ORIGINS",
+        default_value = "",
+        global = true
+    )]
     pub cors_origins: String,
     /// Log format.
     #[arg(
@@ -73,16 +121,28 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
     /// Whether `POST /v1/signup` is open.
-    #[arg(long, env = "CRM_SIGNUP_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    #[arg(long, env = "CRM_SIGNUP_ENABLED", value_name = "CRM_SIGNUP_ENABLED", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub signup_enabled: bool,
     /// Largest photo upload in bytes.
-    #[arg(long, env = "CRM_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024, global = true)]
+    #[arg(long, env = "CRM_MAX_UPLOAD_BYTES", value_name = "CRM_MAX_UPLOAD_BYTES", default_value_t = 5 * 1024 * 1024, global = true)]
     pub max_upload_bytes: usize,
     /// Lifetime of access tokens in seconds.
-    #[arg(long, env = "CRM_TOKEN_TTL_SECS", default_value_t = 900, global = true)]
+    #[arg(
+        long,
+        env = "CRM_TOKEN_TTL_SECS",
+        value_name = "CRM_TOKEN_TTL_SECS",
+        default_value_t = 900,
+        global = true
+    )]
     pub token_ttl_secs: u64,
     /// Database connections per process.
-    #[arg(long, env = "CRM_DB_POOL_SIZE", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "CRM_DB_POOL_SIZE",
+        value_name = "CRM_DB_POOL_SIZE",
+        default_value_t = 16,
+        global = true
+    )]
     pub db_pool_size: u32,
 }
 
