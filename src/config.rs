@@ -17,6 +17,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CRM_ADDR",
+        value_name = "CRM_ADDR",
         default_value = "127.0.0.1:8080",
         global = true
     )]
@@ -46,6 +47,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CRM_NATS_STREAM",
+        value_name = "CRM_NATS_STREAM",
         default_value = "CRM_EVENTS",
         global = true
     )]
@@ -54,6 +56,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CRM_NATS_SUBJECT_PREFIX",
+        value_name = "CRM_NATS_SUBJECT_PREFIX",
         default_value = "crm.events",
         global = true
     )]
@@ -115,6 +118,7 @@ pub struct Config {
     #[arg(
         long,
         env = "CRM_LOG_FORMAT",
+        value_name = "CRM_LOG_FORMAT",
         value_enum,
         default_value = "text",
         global = true
