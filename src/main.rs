@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod ops;
 mod runtime;
+mod seed;
 
 use config::{Config, LogFormat};
 
@@ -39,6 +40,13 @@ enum Command {
     Projections {
         #[command(subcommand)]
         action: ProjectionsAction,
+    },
+    /// Bulk-load companies (one admin each) and customers as real events, then project them.
+    Seed {
+        #[arg(long, default_value_t = 10)]
+        companies: u32,
+        #[arg(long, default_value_t = 100)]
+        customers_per_company: u32,
     },
     /// Photo storage maintenance.
     Photos {
@@ -117,6 +125,10 @@ async fn main() -> anyhow::Result<()> {
                     grace_secs,
                 },
         } => ops::photos_gc(config, dry_run, grace_secs).await,
+        Command::Seed {
+            companies,
+            customers_per_company,
+        } => seed::run(config, companies, customers_per_company).await,
         Command::Migrate => {
             runtime::open_db(&config).await?;
             println!("migrations applied");

@@ -8,7 +8,6 @@ use futures::FutureExt;
 use projections::feed::embedded::EmbeddedFeed;
 use projections::feed::relay::Relay;
 use projections::feed::worker::Worker;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -187,12 +186,8 @@ pub async fn serve(
         .await
         .with_context(|| format!("CRM_ADDR: cannot listen on {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, embedded = config.database_url.is_none(), "serving");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    // axum::serve plus a header read timeout (slow clients), see api::serve.
+    api::serve::serve(listener, app, shutdown_signal()).await?;
     // In-flight requests are drained; let the feeds finish their batch.
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}

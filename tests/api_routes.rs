@@ -1578,3 +1578,173 @@ async fn operations(stack: Stack) {
     );
 }
 both_stacks!(operations, operations_embedded, operations_full_stack);
+
+/// Found by the fault drills (1c, 2, 3): while the views lagged behind the
+/// writes (NATS, the relay or the workers down), a create answered `404`
+/// after waiting for its view, though it was committed (customers, users,
+/// signup), and an update answered with the state before it. They now
+/// answer from the write's own events (flagged `X-Consistency-Stale`),
+/// equal to what the views show once they have caught up.
+#[tokio::test]
+async fn write_replies_while_the_views_lag_full_stack() {
+    use sqlx::Connection;
+    let app = spawn_app(Stack::Full).await;
+    let admin = app.signup("Laggards").await;
+    let existing = app
+        .create_customer(&admin.token, json!({"name": "Old", "surname": "Row"}))
+        .await;
+    let existing_path = format!("/v1/customers/{}", existing["id"].as_str().expect("id"));
+    // Hold the views still: their writers wait (and time out), reads pass.
+    let url = app.database_url.clone().expect("full stack database");
+    let mut lock = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut lock)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE customers, users, companies IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .expect("lock the views");
+
+    let email = format!("lagging-{}@example.com", Uuid::new_v4().simple());
+    let (created, patched, user, company, signup) =
+        tokio::join!(
+        app.post(
+            "/v1/customers",
+            &admin.token,
+            json!({"name": "New", "surname": "Lag", "email": "lag@example.com"}),
+        ),
+        app.patch(&existing_path, &admin.token, json!({"notes": "after"})),
+        app.post(
+            "/v1/users",
+            &admin.token,
+            json!({"email": email, "name": "Late", "password": "a long password", "role": "user"}),
+        ),
+        app.patch("/v1/company", &admin.token, json!({"name": "Renamed Laggards"})),
+        app.json(
+            Method::POST,
+            "/v1/signup",
+            None,
+            Some(json!({"company_name": "Newcomers", "name": "Nia",
+                "email": format!("nia-{email}"), "password": "correct horse battery"})),
+        ),
+    );
+    created.expect(201, "a customer created while the views lag");
+    assert_eq!(
+        created.header("x-consistency-stale").as_deref(),
+        Some("true")
+    );
+    assert_eq!(created.etag_version("create"), 1);
+    assert_eq!(created.json["surname"], "Lag");
+    assert_eq!(created.json["email"], "lag@example.com");
+    assert_eq!(created.json["created_by"], admin.user_id.as_str());
+    assert_eq!(created.json["version"], 1);
+    patched.expect(200, "a customer updated while the views lag");
+    assert_eq!(patched.etag_version("update"), 2);
+    assert_eq!(
+        patched.json["notes"], "after",
+        "not the state before the write"
+    );
+    assert_eq!(patched.json["version"], 2);
+    user.expect(201, "a user created while the views lag");
+    assert_eq!(user.json["email"], email.as_str());
+    assert_eq!(user.json["role"], "user");
+    company.expect(200, "the company renamed while the views lag");
+    assert_eq!(company.json["name"], "Renamed Laggards");
+    signup.expect(201, "a signup while the views lag");
+    assert_eq!(signup.json["company"]["name"], "Newcomers");
+    assert_eq!(signup.json["user"]["role"], "admin");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut lock)
+        .await
+        .expect("unlock");
+    for reply in [&created, &patched] {
+        let path = format!("/v1/customers/{}", reply.json["id"].as_str().expect("id"));
+        let token = reply.consistency_token("write");
+        let now = app.get_after(&path, &admin.token, &token).await;
+        now.expect(200, "read after the views caught up");
+        assert_eq!(now.json, reply.json, "the reply equals the caught-up view");
+    }
+    let path = format!("/v1/users/{}", user.json["id"].as_str().expect("id"));
+    let now = app
+        .get_after(&path, &admin.token, &user.consistency_token("user"))
+        .await;
+    assert_eq!(
+        now.json, user.json,
+        "the user reply equals the caught-up view"
+    );
+    let now = app
+        .get_after(
+            "/v1/company",
+            &admin.token,
+            &company.consistency_token("company"),
+        )
+        .await;
+    assert_eq!(now.json, company.json);
+    let newcomer = signup.json["access_token"].as_str().expect("access token");
+    // The token is checked against the users view, before the read waits.
+    let mut me = app.get("/v1/me", newcomer).await;
+    for _ in 0..100 {
+        if me.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        me = app.get("/v1/me", newcomer).await;
+    }
+    me.expect(200, "the signup's token works once the views caught up");
+    assert_eq!(me.json, signup.json["user"]);
+}
+
+/// Fault drill 10: a session idle in a transaction that locks the event
+/// store. Writers wait at most the session's `lock_timeout` and answer `503`
+/// saying it was a lock timeout, with `Retry-After`; reads are served.
+#[tokio::test]
+async fn a_locked_event_store_answers_503_that_says_timeout_full_stack() {
+    use sqlx::Connection;
+    let app = spawn_app(Stack::Full).await;
+    let admin = app.signup("Locked").await;
+    let url = app.database_url.clone().expect("full stack database");
+    let mut idle = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut idle)
+        .await
+        .expect("begin");
+    sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+        .execute(&mut idle)
+        .await
+        .expect("lock the event store");
+
+    let blocked = app
+        .post(
+            "/v1/customers",
+            &admin.token,
+            json!({"name": "Blocked", "surname": "Writer"}),
+        )
+        .await;
+    blocked.problem(503, "a write behind a lock");
+    assert!(
+        blocked.header("retry-after").is_some(),
+        "503 without Retry-After"
+    );
+    let detail = blocked.json["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("timed out waiting for a lock"),
+        "detail: {detail}"
+    );
+    app.get("/v1/customers", &admin.token)
+        .await
+        .expect(200, "reads while the event store is locked");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut idle)
+        .await
+        .expect("unlock");
+    app.post(
+        "/v1/customers",
+        &admin.token,
+        json!({"name": "Free", "surname": "Writer"}),
+    )
+    .await
+    .expect(201, "writes once the lock is gone");
+}

@@ -82,6 +82,17 @@ impl ApiError {
         }
     }
 
+    /// `503` that says why (a timeout says it is one).
+    pub fn unavailable_because(what: &str, reason: &str) -> Self {
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{what} is unavailable ({reason}); retry shortly"),
+            )
+        }
+    }
+
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -151,7 +162,9 @@ impl<E: std::error::Error + Classified> From<CommandError<E>> for ApiError {
             CommandError::Contended => {
                 Self::conflict("the resource is being changed concurrently; retry")
             }
-            CommandError::Unavailable(_) => Self::unavailable("the event store"),
+            CommandError::Unavailable(reason) => {
+                Self::unavailable_because("the event store", &reason)
+            }
             CommandError::Internal(e) => Self::internal(e),
         }
     }
@@ -160,7 +173,8 @@ impl<E: std::error::Error + Classified> From<CommandError<E>> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if commands::error::is_connection_error(&error) {
-            Self::unavailable("the database")
+            tracing::warn!(%error, "the database is unavailable");
+            Self::unavailable_because("the database", commands::error::unavailable_reason(&error))
         } else {
             Self::internal(error)
         }

@@ -105,25 +105,64 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError>
 /// `If-Match: "<version>"`; `None` when absent or `*`.
 pub struct IfMatch(pub Option<u64>);
 
+/// The `If-Match` syntax the OpenAPI document declares.
+pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#;
+
+/// Parses an `If-Match` value: `*`, `"<digits>"` or `W/"<digits>"` (RFC 9110
+/// entity tags; our ETags are versions), or bare digits (a common client
+/// slip, accepted as before). Anything else is `400`. A version too large
+/// for `u64` can never be current, so it reads as `u64::MAX` (always stale:
+/// `412`).
+pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    let tag = raw.strip_prefix("W/").unwrap_or(raw);
+    let digits = match tag.strip_prefix('"') {
+        Some(quoted) => quoted.strip_suffix('"'),
+        None if tag.len() == raw.len() => Some(tag),
+        None => None,
+    }
+    .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag from this API, like \"3\""))?;
+    Ok(Some(digits.parse().unwrap_or(u64::MAX)))
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(raw) = header(parts, "if-match")? else {
-            return Ok(Self(None));
-        };
-        if raw == "*" {
-            return Ok(Self(None));
+        match header(parts, "if-match")? {
+            None => Ok(Self(None)),
+            Some(raw) => parse_if_match(raw).map(Self),
         }
-        let tag = raw.trim_start_matches("W/").trim_matches('"');
-        tag.parse().map(|v| Self(Some(v))).map_err(|_| {
-            ApiError::bad_request("If-Match must be an ETag from this API, like \"3\"")
-        })
     }
 }
 
 /// `Idempotency-Key`: 1 to 255 visible ASCII characters.
 pub struct IdempotencyKey(pub Option<String>);
+
+/// The longest `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The `Idempotency-Key` syntax the OpenAPI document declares.
+pub const IDEMPOTENCY_KEY_PATTERN: &str = r"^[\x21-\x7e]{1,255}$";
+
+/// Parses an `Idempotency-Key` value: 1 to 255 visible ASCII characters.
+pub fn parse_idempotency_key(raw: &str) -> Result<String, ApiError> {
+    let key = raw.trim();
+    if !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        Ok(key.to_owned())
+    } else {
+        Err(ApiError::bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ))
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
@@ -131,16 +170,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match header(parts, "idempotency-key")? {
             None => Ok(Self(None)),
-            Some(key)
-                if !key.is_empty()
-                    && key.len() <= 255
-                    && key.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
-                Ok(Self(Some(key.to_owned())))
-            }
-            Some(_) => Err(ApiError::bad_request(
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            )),
+            Some(raw) => parse_idempotency_key(raw).map(|key| Self(Some(key))),
         }
     }
 }

@@ -19,6 +19,8 @@ pub mod idempotency;
 pub mod middleware;
 pub mod ratelimit;
 pub mod routes;
+pub mod serve;
+pub mod spec;
 pub mod state;
 pub mod validate;
 
@@ -41,6 +43,7 @@ pub fn openapi() -> OpenApi {
 }
 
 fn decorate(mut spec: OpenApi) -> OpenApi {
+    spec::complete(&mut spec);
     spec.info.title = "CRM API".into();
     spec.info.version = "1.0.0".into();
     spec.info.description =

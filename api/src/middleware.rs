@@ -1,15 +1,15 @@
 //! The layers around every route: request ids, tracing, metrics, CORS, body
-//! and time limits, and a panic guard that still answers problem+json.
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::StatusCode;
+//! and time limits, security headers, and a panic guard that still answers
+//! problem+json.
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
@@ -32,6 +32,57 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
+/// Ends a request that takes longer than the limit (a slow client sending
+/// its body, or a stuck store) with a problem+json `503` and `Retry-After`.
+async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the request took longer than {} s; retry", limit.as_secs()),
+            )
+        }
+        .into_response(),
+    }
+}
+
+/// Headers every response carries. The API answers JSON (and photos) to
+/// programs, never pages to browsers: nothing may be sniffed, framed, cached
+/// by shared caches or leak a Referer. The docs page keeps its own policy
+/// (it needs its scripts and styles).
+async fn security_headers(request: Request, next: Next) -> Response {
+    let docs = request.uri().path().starts_with("/docs");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !docs {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+        // Responses about a caller's data must not be stored by any cache;
+        // the photo route sets its own (private) policy.
+        headers
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a handler panicked").into_response()
 }
@@ -47,7 +98,11 @@ pub fn wrap(
         .layer(body_limit)
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, http.request_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            http.request_timeout,
+            time_limit,
+        ))
+        .layer(axum::middleware::from_fn(security_headers))
         .layer(cors)
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {

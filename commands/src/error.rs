@@ -16,7 +16,8 @@ pub enum CommandError<E: std::error::Error> {
     /// Lost the race to concurrent writers more times than we retry.
     #[error("the resource is being changed concurrently; retry")]
     Contended,
-    /// The event store cannot be reached.
+    /// The event store cannot be reached, or timed out; the text says which
+    /// ([`unavailable_reason`]).
     #[error("the event store is unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -91,6 +92,43 @@ pub fn is_connection_error(error: &(dyn std::error::Error + 'static)) -> bool {
     text.contains("pool timed out") || text.contains("database is locked")
 }
 
+/// What an "unavailable" database error was, in words a client can act on:
+/// a timeout says it is one (a lock held by another session, a statement
+/// running too long, no free connection), not just "unavailable".
+pub fn unavailable_reason(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(sqlx_error) = e.downcast_ref::<sqlx::Error>() {
+            return match sqlx_error {
+                sqlx::Error::PoolTimedOut => "timed out waiting for a free database connection",
+                sqlx::Error::Database(db) => match db.code().as_deref() {
+                    Some("55P03") => "timed out waiting for a lock held by another session",
+                    Some("57014") => "a statement timed out",
+                    Some("57P01" | "57P02" | "57P03") => "the database is restarting",
+                    Some("5") => "the database is locked by another writer",
+                    _ => "the database connection failed",
+                },
+                _ => "the database connection failed",
+            };
+        }
+        cause = e.source();
+    }
+    if error.to_string().contains("pool timed out") {
+        "timed out waiting for a free database connection"
+    } else {
+        "the database connection failed"
+    }
+}
+
+/// [`CommandError::Unavailable`] with the reason a client is told; the
+/// error itself goes to the log.
+fn unavailable<E: std::error::Error>(
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+) -> CommandError<E> {
+    tracing::warn!(%error, "the event store is unavailable");
+    CommandError::Unavailable(unavailable_reason(error).to_owned())
+}
+
 /// Maps what cqrs-es reports; `None` means an optimistic-lock conflict.
 pub(crate) fn from_aggregate_error<E: std::error::Error>(
     error: AggregateError<E>,
@@ -98,9 +136,9 @@ pub(crate) fn from_aggregate_error<E: std::error::Error>(
     Some(match error {
         AggregateError::UserError(e) => CommandError::Domain(e),
         AggregateError::AggregateConflict => return None,
-        AggregateError::DatabaseConnectionError(e) => CommandError::Unavailable(e.to_string()),
+        AggregateError::DatabaseConnectionError(e) => unavailable(e.as_ref()),
         AggregateError::UnexpectedError(e) if is_connection_error(e.as_ref()) => {
-            CommandError::Unavailable(e.to_string())
+            unavailable(e.as_ref())
         }
         AggregateError::UnexpectedError(e) => CommandError::Internal(e.to_string()),
         AggregateError::DeserializationError(e) => CommandError::Internal(e.to_string()),

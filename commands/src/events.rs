@@ -188,3 +188,94 @@ pub async fn head(db: &Db) -> Result<(i64, Option<String>), sqlx::Error> {
     let row = sqlx::query(sql).fetch_one(&db.any).await?;
     Ok((row.try_get("n")?, row.try_get("newest")?))
 }
+
+/// The newest event in commit order that no transaction in flight can
+/// precede: everything at or before it is committed and final. The default
+/// checkpoint when the store is empty.
+pub async fn committed_head(db: &Db) -> Result<Checkpoint, sqlx::Error> {
+    let row = match &db.events {
+        EventPool::Postgres(pool) => sqlx::query(
+            "SELECT transaction_id::text AS transaction_id, global_position FROM events \
+                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?
+        .map(|row| {
+            let transaction_id: String = row.try_get("transaction_id")?;
+            Ok::<_, sqlx::Error>(Checkpoint {
+                transaction_id: transaction_id
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                position: row.try_get("global_position")?,
+            })
+        }),
+        EventPool::Sqlite(pool) => {
+            let row = sqlx::query("SELECT max(rowid) AS position FROM events")
+                .fetch_one(pool)
+                .await?;
+            Some(Ok(Checkpoint {
+                transaction_id: 0,
+                position: row.try_get::<Option<i64>, _>("position")?.unwrap_or(0),
+            }))
+        }
+    };
+    row.transpose().map(Option::unwrap_or_default)
+}
+
+/// Where a read in stream order stopped: the last `(aggregate_id, sequence)`.
+pub type StreamKey = (String, i64);
+
+/// Events of one aggregate type at or before `until` (commit order), in
+/// stream order (by aggregate id, then sequence), after `after`, at most
+/// `limit`. Replays read this way: each aggregate's events come in sequence
+/// order, along the primary key, without scanning other types.
+pub async fn read_type_until(
+    db: &Db,
+    aggregate_type: &str,
+    until: Checkpoint,
+    after: Option<&StreamKey>,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let (after_id, after_sequence) = after.map(|(id, s)| (id.as_str(), *s)).unwrap_or(("", 0));
+    match &db.events {
+        EventPool::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, global_position, transaction_id::text AS transaction_id \
+                 FROM events \
+                 WHERE aggregate_type = $1 \
+                   AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
+                   AND (transaction_id, global_position) <= ($4::text::xid8, $5) \
+                 ORDER BY aggregate_type, aggregate_id, sequence LIMIT $6"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(after_id)
+                .bind(after_sequence)
+                .bind(until.transaction_id.to_string())
+                .bind(until.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_pg_row).collect()
+        }
+        EventPool::Sqlite(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, rowid AS position FROM events \
+                 WHERE aggregate_type = $1 \
+                   AND (aggregate_type, aggregate_id, sequence) > ($1, $2, $3) \
+                   AND rowid <= $4 \
+                 ORDER BY aggregate_type, aggregate_id, sequence LIMIT $5"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(after_id)
+                .bind(after_sequence)
+                .bind(until.position)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(from_sqlite_row).collect()
+        }
+    }
+}

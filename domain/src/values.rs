@@ -13,14 +13,51 @@ fn invalid(message: impl Into<String>) -> InvalidValue {
     InvalidValue(message.into())
 }
 
-/// Trims, refuses blank text, control characters and text over `max` characters.
+// Each parser below publishes the syntax it accepts as a `PATTERN` (an
+// ECMA-262 regular expression, which is also valid for Rust's `regex` and
+// Python's `re`) plus a length limit on the raw text, so the OpenAPI document
+// states exactly what the server accepts. Unit tests and the `values` fuzz
+// target check that pattern and parser agree.
+
+/// What `str::trim` removes (Unicode `White_Space`).
+macro_rules! ws {
+    () => {
+        r"\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+    };
+}
+/// What `char::is_control` refuses (Unicode `Cc`).
+macro_rules! cc {
+    () => {
+        r"\u0000-\u001f\u007f-\u009f"
+    };
+}
+
+/// Text that is not blank and, once trimmed, holds no control characters.
+pub const TEXT_PATTERN: &str = concat!(
+    "^[",
+    ws!(),
+    "]*[^",
+    ws!(),
+    cc!(),
+    "]([^",
+    cc!(),
+    "]*[^",
+    ws!(),
+    cc!(),
+    "])?[",
+    ws!(),
+    "]*$"
+);
+
+/// Trims, refuses blank text, control characters and text over `max`
+/// characters. The limit applies to the text as sent, before trimming.
 fn bounded_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
+    if raw.chars().count() > max {
+        return Err(invalid(format!("must be at most {max} characters")));
+    }
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(invalid("must not be empty"));
-    }
-    if trimmed.chars().count() > max {
-        return Err(invalid(format!("must be at most {max} characters")));
     }
     if trimmed.chars().any(|c| c.is_control()) {
         return Err(invalid("must not contain control characters"));
@@ -37,6 +74,8 @@ macro_rules! text_value {
 
         impl $name {
             pub const MAX_CHARS: usize = $max;
+            /// The syntax [`Self::parse`] accepts (with at most `MAX_CHARS` characters).
+            pub const PATTERN: &str = TEXT_PATTERN;
 
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
                 bounded_text(raw, $max).map(Self)
@@ -82,13 +121,30 @@ text_value!(
 pub struct Email(String);
 
 impl Email {
+    /// The most characters an address may have, as sent.
+    pub const MAX_CHARS: usize = 254;
+    /// The syntax [`Self::parse`] accepts (with at most `MAX_CHARS` characters):
+    /// a local part of 1 to 64 characters without `@`, whitespace or control
+    /// characters, and a dotted ASCII domain (internationalized domains in
+    /// their punycode form).
+    pub const PATTERN: &str = concat!(
+        "^[",
+        ws!(),
+        "]*[^@",
+        ws!(),
+        cc!(),
+        "]{1,64}@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+[",
+        ws!(),
+        "]*$"
+    );
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(invalid("must be at most 254 characters"));
+        }
         let email = raw.trim();
         if email.is_empty() {
             return Err(invalid("must not be empty"));
-        }
-        if email.len() > 254 {
-            return Err(invalid("must be at most 254 characters"));
         }
         let (local, domain) = email
             .rsplit_once('@')
@@ -100,9 +156,9 @@ impl Email {
             && !domain.contains("..")
             && domain
                 .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || c == '.');
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
         let local_ok = !local.is_empty()
-            && local.len() <= 64
+            && local.chars().count() <= 64
             && !local.contains('@')
             && !local.chars().any(|c| c.is_whitespace() || c.is_control());
         if !domain_ok || !local_ok {
@@ -133,11 +189,22 @@ impl fmt::Display for Email {
 pub struct Phone(String);
 
 impl Phone {
+    /// The most characters a number may have, as sent.
+    pub const MAX_CHARS: usize = 32;
+    /// The syntax [`Self::parse`] accepts (with at most `MAX_CHARS` characters).
+    pub const PATTERN: &str = concat!(
+        "^[",
+        ws!(),
+        "]*([0-9 +().-]*[0-9]){3}[0-9 +().-]*[",
+        ws!(),
+        "]*$"
+    );
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let phone = raw.trim();
         let allowed = |c: char| c.is_ascii_digit() || " +-().".contains(c);
         let digits = phone.chars().filter(char::is_ascii_digit).count();
-        if phone.len() > 32 || digits < 3 || !phone.chars().all(allowed) {
+        if raw.chars().count() > Self::MAX_CHARS || digits < 3 || !phone.chars().all(allowed) {
             return Err(invalid(
                 "must be a phone number: digits, spaces and + - ( ) . only",
             ));
@@ -294,13 +361,7 @@ impl<T> FieldChange<T> {
 /// Lower-cases, strips accents and splits into words: the search key the read
 /// side stores, computed here so that both SQL dialects compare plain text.
 pub fn search_words(text: &str) -> Vec<String> {
-    use unicode_normalization::UnicodeNormalization;
-    let folded: String = text
-        .nfd()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect();
-    folded
+    fold_text(text)
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_owned)
@@ -308,12 +369,16 @@ pub fn search_words(text: &str) -> Vec<String> {
 }
 
 /// Folds one piece of text the way [`search_words`] does, keeping punctuation
-/// (used for whole-email prefixes and sort keys).
+/// (used for whole-email prefixes and sort keys). Lower-cases first, then
+/// decomposes and drops the marks, so that marks a lower-case mapping adds
+/// (`İ` lower-cases to `i` + U+0307) go too: folding folded text changes
+/// nothing, and a folded word is found by itself.
 pub fn fold_text(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
-    text.nfd()
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+    text.chars()
         .flat_map(char::to_lowercase)
+        .nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
         .collect()
 }
 
@@ -371,5 +436,121 @@ mod tests {
             search_words("José Álvarez-Núñez jose.alvarez@Example.com"),
             vec!["jose", "alvarez", "nunez", "jose", "alvarez", "example", "com"]
         );
+    }
+
+    /// Tricky inputs for the pattern/parser agreement checks.
+    const SAMPLES: &[&str] = &[
+        "",
+        " ",
+        "\t",
+        "\u{3000}",
+        "\u{feff}",
+        "Ada",
+        "  Ada ",
+        "\u{3000}Ada\u{a0}",
+        "\nAda\n",
+        "\tAda",
+        "Ada\u{0}",
+        "A\u{85}da",
+        "\u{85}Ada\u{85}",
+        "A\u{7f}",
+        "a b",
+        "a\u{2028}b",
+        "\u{2028}",
+        "x@y.z",
+        " ada@example.com\t",
+        "ada@example",
+        "ada@.example.com",
+        "ada@example..com",
+        "ada@example.com.",
+        "ada@exämple.com",
+        "a@b@example.com",
+        "a b@example.com",
+        "a\u{a0}b@example.com",
+        "@example.com",
+        "josé@example.com",
+        "a@-.-",
+        "+34 (91) 123-45.67",
+        " 123 ",
+        "12",
+        "1 2 3",
+        "123\u{3000}",
+        "\u{3000}123",
+        "12\t3",
+        "(((123)))",
+    ];
+
+    fn agrees(pattern: &str, max: usize, parse: impl Fn(&str) -> bool, what: &str) {
+        let regex = regex::Regex::new(pattern).expect("the pattern compiles");
+        let long = [
+            "x".repeat(max),
+            "x".repeat(max + 1),
+            format!(" {}", "x".repeat(max)),
+        ];
+        let samples = SAMPLES.iter().map(|s| s.to_string()).chain(long);
+        for sample in samples {
+            let by_pattern = regex.is_match(&sample) && sample.chars().count() <= max;
+            assert_eq!(
+                by_pattern,
+                parse(&sample),
+                "{what}: pattern and parser disagree on {sample:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn published_patterns_match_the_parsers() {
+        agrees(
+            PersonName::PATTERN,
+            PersonName::MAX_CHARS,
+            |s| PersonName::parse(s).is_ok(),
+            "name",
+        );
+        agrees(
+            Notes::PATTERN,
+            Notes::MAX_CHARS,
+            |s| Notes::parse(s).is_ok(),
+            "notes",
+        );
+        agrees(
+            Email::PATTERN,
+            Email::MAX_CHARS,
+            |s| Email::parse(s).is_ok(),
+            "email",
+        );
+        agrees(
+            Phone::PATTERN,
+            Phone::MAX_CHARS,
+            |s| Phone::parse(s).is_ok(),
+            "phone",
+        );
+    }
+
+    #[test]
+    fn length_limits_apply_to_the_text_as_sent() {
+        // The OpenAPI `maxLength` counts what the client sends; the parser
+        // counts the same, so schema and server agree on padded text.
+        assert!(PersonName::parse(&format!(" {} ", "x".repeat(199))).is_err());
+        assert!(PersonName::parse(&format!(" {}", "x".repeat(199))).is_ok());
+        assert!(Phone::parse(&format!("{}123", " ".repeat(30))).is_err());
+        let local = "é".repeat(64);
+        assert!(Email::parse(&format!("{local}@example.com")).is_ok());
+        assert!(Email::parse(&format!("{local}é@example.com")).is_err());
+    }
+
+    #[test]
+    fn folding_is_idempotent() {
+        // Regression (the `values` fuzz target's idempotence property): `İ`
+        // lower-cases to `i` + U+0307, a mark that survived the old fold and
+        // then split the word in two, so "ist" did not find "İstanbul".
+        assert_eq!(fold_text("İstanbul"), "istanbul");
+        assert_eq!(search_words("İstanbul"), vec!["istanbul"]);
+        for text in ["İ", "ẞ", "ǅ", "Åström", "Ωμέγα", "ﬃ", "각"] {
+            let once = fold_text(text);
+            assert_eq!(fold_text(&once), once, "fold of {text:?}");
+            for word in search_words(text) {
+                assert_eq!(search_words(&word), vec![word.clone()], "word of {text:?}");
+            }
+        }
     }
 }

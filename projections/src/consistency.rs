@@ -23,6 +23,13 @@ pub enum Requirement {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsistencyToken(pub Vec<Requirement>);
 
+/// The longest `X-Consistency-Token` accepted (the server issues tokens of
+/// a few hundred bytes).
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// The most requirements a token may carry.
+pub const MAX_REQUIREMENTS: usize = 16;
+
 impl ConsistencyToken {
     pub fn applied(aggregate_type: &str, id: impl ToString, sequence: u64) -> Self {
         Self(vec![Requirement::Applied {
@@ -44,49 +51,67 @@ impl ConsistencyToken {
 
     /// `None` for anything this server did not issue in this shape.
     pub fn decode(text: &str) -> Option<Self> {
-        if text.len() > 4096 {
+        if text.len() > MAX_TOKEN_LEN {
             return None;
         }
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(text.trim())
             .ok()?;
         let requirements: Vec<Requirement> = serde_json::from_slice(&bytes).ok()?;
-        (requirements.len() <= 16).then_some(Self(requirements))
+        (requirements.len() <= MAX_REQUIREMENTS).then_some(Self(requirements))
     }
 }
 
-fn table_of(aggregate_type: &str) -> Option<&'static str> {
+/// The view of an aggregate type, and the column that holds its company.
+fn table_of(aggregate_type: &str) -> Option<(&'static str, &'static str)> {
     Some(match aggregate_type {
-        "company" => "companies",
-        "user" => "users",
-        "customer" => "customers",
-        "photo" => "photos",
+        "company" => ("companies", "id"),
+        "user" => ("users", "company_id"),
+        "customer" => ("customers", "company_id"),
+        "photo" => ("photos", "company_id"),
         _ => return None,
     })
 }
 
-async fn last_seq(pool: &AnyPool, table: &str, id: &str) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT last_seq FROM {table} WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+/// The last sequence applied to `id`'s row, `0` if there is none in
+/// `company`: a token naming another company's row never holds, so a read's
+/// timing and `X-Consistency-Stale` say nothing about other companies.
+async fn last_seq(
+    pool: &AnyPool,
+    (table, company_column): (&str, &str),
+    company: &str,
+    id: &str,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT last_seq FROM {table} WHERE id = $1 AND {company_column} = $2"
+    ))
+    .bind(id)
+    .bind(company)
+    .fetch_optional(pool)
+    .await?;
     Ok(match row {
         Some(row) => row.try_get(0)?,
         None => 0,
     })
 }
 
-async fn satisfied(pool: &AnyPool, requirement: &Requirement) -> Result<bool, sqlx::Error> {
+async fn satisfied(
+    pool: &AnyPool,
+    company: &str,
+    requirement: &Requirement,
+) -> Result<bool, sqlx::Error> {
     match requirement {
         Requirement::Applied { t, id, s } => match table_of(t) {
-            Some(table) => Ok(last_seq(pool, table, id).await? >= *s),
+            Some(table) => Ok(last_seq(pool, table, company, id).await? >= *s),
             None => Ok(true),
         },
         Requirement::PhotoSettled { id } => {
             let row = sqlx::query(
-                "SELECT status, customer_id, customer_version FROM photos WHERE id = $1",
+                "SELECT status, customer_id, customer_version FROM photos \
+                 WHERE id = $1 AND company_id = $2",
             )
             .bind(id.as_str())
+            .bind(company)
             .fetch_optional(pool)
             .await?;
             let Some(row) = row else { return Ok(false) };
@@ -98,7 +123,10 @@ async fn satisfied(pool: &AnyPool, requirement: &Requirement) -> Result<bool, sq
             let version: Option<i64> = row.try_get("customer_version")?;
             match (customer, version) {
                 (Some(customer), Some(version)) => {
-                    Ok(last_seq(pool, "customers", &customer).await? >= version)
+                    Ok(
+                        last_seq(pool, ("customers", "company_id"), company, &customer).await?
+                            >= version,
+                    )
                 }
                 _ => Ok(true),
             }
@@ -108,12 +136,18 @@ async fn satisfied(pool: &AnyPool, requirement: &Requirement) -> Result<bool, sq
 
 /// Waits until every requirement holds or `timeout` passes; `true` if they
 /// all hold (the read is fresh), `false` if it gave up (the read may be stale).
-pub async fn wait_for(pool: &AnyPool, token: &ConsistencyToken, timeout: Duration) -> bool {
+/// Only rows of `company` (the caller's) can satisfy a requirement.
+pub async fn wait_for(
+    pool: &AnyPool,
+    company: &str,
+    token: &ConsistencyToken,
+    timeout: Duration,
+) -> bool {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     for requirement in &token.0 {
         loop {
-            if let Ok(true) = satisfied(pool, requirement).await {
+            if let Ok(true) = satisfied(pool, company, requirement).await {
                 break;
             }
             if Instant::now() + pause > deadline {

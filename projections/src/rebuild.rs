@@ -5,13 +5,15 @@
 //! shadow catches up with whatever was committed meanwhile and is swapped in
 //! by renaming, in one transaction. Projections use event time only, so the
 //! rebuilt rows equal the live ones.
-use commands::events::{read_committed_after, Checkpoint, StoredEvent};
+use commands::events::{
+    committed_head, read_committed_after, read_type_until, Checkpoint, StoredEvent, StreamKey,
+};
 use commands::{Db, Dialect};
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::{AnyConnection, Row};
 use std::time::{Duration, Instant};
 
-use crate::view::{last_applied, Projection, ProjectionError};
+use crate::view::{is_sqlite, last_applied, Projection, ProjectionError};
 
 const SHADOW: &str = "_rebuild";
 const BATCH: i64 = 5_000;
@@ -29,17 +31,73 @@ impl RebuildReport {
     }
 }
 
-/// Creates empty `shadow` with the columns and indexes of `live`.
+/// `BEGIN` that takes SQLite's write lock up front (see [`crate::view::begin_write`]).
+fn begin(db: &Db) -> &'static str {
+    if is_sqlite(&db.any) {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    }
+}
+
+/// Creates empty `shadow` with the columns and indexes of `live`. With
+/// `defer_indexes`, the shadow gets only its columns and constraints now (and
+/// on SQLite its inline keys); the statements that add the rest are returned,
+/// to run once the bulk load is in: an index built over loaded rows costs a
+/// fraction of one maintained row by row.
 async fn create_shadow(
     db: &Db,
     conn: &mut AnyConnection,
     live: &str,
     shadow: &str,
-) -> Result<(), sqlx::Error> {
+    defer_indexes: bool,
+) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
         .execute(&mut *conn)
         .await?;
+    let mut deferred = vec![];
     match db.dialect() {
+        Dialect::Postgres if defer_indexes => {
+            sqlx::query(&format!(
+                "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL EXCLUDING INDEXES)"
+            ))
+            .execute(&mut *conn)
+            .await?;
+            // Keys as constraints, as the live table has them...
+            let keys = sqlx::query(
+                "SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c \
+                 WHERE c.conrelid = $1::regclass AND c.contype IN ('p', 'u') ORDER BY c.conname",
+            )
+            .bind(live)
+            .fetch_all(&mut *conn)
+            .await?;
+            for key in keys {
+                let def: String = key.try_get("def")?;
+                deferred.push(format!("ALTER TABLE {shadow} ADD {def}"));
+            }
+            // ...and the other indexes, named by Postgres as `LIKE` names them.
+            let indexes = sqlx::query(
+                "SELECT pg_get_indexdef(i.indexrelid) AS def FROM pg_index i \
+                 WHERE i.indrelid = $1::regclass AND NOT EXISTS \
+                   (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) \
+                 ORDER BY i.indexrelid",
+            )
+            .bind(live)
+            .fetch_all(&mut *conn)
+            .await?;
+            for index in indexes {
+                let def: String = index.try_get("def")?;
+                let Some(using) = def.find(" USING ") else {
+                    continue;
+                };
+                let unique = if def.starts_with("CREATE UNIQUE") {
+                    "UNIQUE "
+                } else {
+                    ""
+                };
+                deferred.push(format!("CREATE {unique}INDEX ON {shadow}{}", &def[using..]));
+            }
+        }
         Dialect::Postgres => {
             sqlx::query(&format!(
                 "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL)"
@@ -57,27 +115,37 @@ async fn create_shadow(
                 let kind: String = row.try_get("type")?;
                 let sql: String = row.try_get("sql")?;
                 let Some(open) = sql.find('(') else { continue };
-                let statement = if kind == "table" {
-                    format!("CREATE TABLE {shadow} {}", &sql[open..])
+                if kind == "table" {
+                    sqlx::query(&format!("CREATE TABLE {shadow} {}", &sql[open..]))
+                        .execute(&mut *conn)
+                        .await?;
+                    continue;
+                }
+                let unique = if sql.to_uppercase().starts_with("CREATE UNIQUE") {
+                    "UNIQUE "
                 } else {
-                    let unique = if sql.to_uppercase().starts_with("CREATE UNIQUE") {
-                        "UNIQUE "
-                    } else {
-                        ""
-                    };
-                    format!(
-                        "CREATE {unique}INDEX {live}_i{i}_{generation} ON {shadow} {}",
-                        &sql[open..]
-                    )
+                    ""
                 };
-                sqlx::query(&statement).execute(&mut *conn).await?;
+                let statement = format!(
+                    "CREATE {unique}INDEX {live}_i{i}_{generation} ON {shadow} {}",
+                    &sql[open..]
+                );
+                if defer_indexes {
+                    deferred.push(statement);
+                } else {
+                    sqlx::query(&statement).execute(&mut *conn).await?;
+                }
             }
         }
     }
-    Ok(())
+    Ok(deferred)
 }
 
 /// Applies a run of events to the shadow view inside `conn`'s transaction.
+/// An event the view cannot read is parked (as the live feed parks it) and
+/// skipped, so one poison event cannot make every rebuild fail; views raise
+/// [`ProjectionError::BadEvent`] before writing anything, so the
+/// transaction is still clean (and the parking is part of it).
 async fn apply_batch(
     conn: &mut AnyConnection,
     view: &dyn Projection,
@@ -90,10 +158,80 @@ async fn apply_batch(
     {
         let last = last_applied(&mut *conn, view.table(), &event.aggregate_id).await?;
         if event.sequence == last + 1 {
-            applied += view.write(&mut *conn, event).await?;
+            match view.write(&mut *conn, event).await {
+                Ok(rows) => applied += rows,
+                Err(error @ ProjectionError::BadEvent(..)) => {
+                    crate::feed::park(&mut *conn, view.name(), event, &error.to_string()).await?;
+                }
+                Err(error) => return Err(error),
+            }
         }
     }
     Ok(applied)
+}
+
+/// One page of the view's events in stream order, cut at an aggregate
+/// boundary when it is full (so every aggregate in it is whole and new to the
+/// shadow, unless one aggregate fills a page alone).
+async fn read_page(
+    db: &Db,
+    aggregate_type: &str,
+    until: Checkpoint,
+    after: Option<&StreamKey>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let mut events = read_type_until(db, aggregate_type, until, after, BATCH).await?;
+    if events.len() as i64 == BATCH {
+        if let Some(last) = events.last().map(|e| e.aggregate_id.clone()) {
+            if let Some(cut) = events.iter().rposition(|e| e.aggregate_id != last) {
+                events.truncate(cut + 1);
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Writes one page into the shadow in its own transaction, parking the
+/// events the view cannot read.
+async fn write_page(
+    db: &Db,
+    conn: &mut AnyConnection,
+    view: &dyn Projection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    sqlx::query(begin(db)).execute(&mut *conn).await?;
+    let replayed = view.replay(db, conn, events).await?;
+    for (event, error) in &replayed.unreadable {
+        crate::feed::park(&mut *conn, view.name(), event, error).await?;
+    }
+    sqlx::query("COMMIT").execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Replays the view's events committed up to `until` into the empty shadow,
+/// a page at a time in stream order (each aggregate's events in sequence
+/// order), letting the view write each page in bulk while the next page is
+/// read. Returns how many events it read.
+async fn replay_in_bulk(
+    db: &Db,
+    conn: &mut AnyConnection,
+    view: &dyn Projection,
+    until: Checkpoint,
+    progress: &ProgressBar,
+) -> Result<u64, ProjectionError> {
+    let mut count = 0;
+    let mut page = read_page(db, view.aggregate_type(), until, None).await?;
+    while let Some(last) = page.last() {
+        let after = (last.aggregate_id.clone(), last.sequence);
+        let (written, next) = tokio::join!(
+            write_page(db, conn, view, &page),
+            read_page(db, view.aggregate_type(), until, Some(&after)),
+        );
+        written?;
+        count += page.len() as u64;
+        progress.inc(page.len() as u64);
+        page = next?;
+    }
+    Ok(count)
 }
 
 /// Replays events after `from` into the shadow until none are left.
@@ -111,7 +249,7 @@ async fn replay(
             return Ok((from, count));
         };
         from = last.checkpoint();
-        sqlx::query("BEGIN").execute(&mut *conn).await?;
+        sqlx::query(begin(db)).execute(&mut *conn).await?;
         apply_batch(conn, view, &events).await?;
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         count += events.len() as u64;
@@ -128,11 +266,16 @@ pub async fn rebuild(
     let started = Instant::now();
     let shadow = view.with_suffix(SHADOW);
     let mut conn = db.any.acquire().await?;
+    let mut deferred = vec![];
     for (live, copy) in view.tables().iter().zip(shadow.tables()) {
-        create_shadow(db, &mut conn, live, &copy).await?;
+        deferred.extend(create_shadow(db, &mut conn, live, &copy, view.loads_in_bulk()).await?);
     }
-    let (total, _) = commands::events::head(db).await?;
     let progress = if show_progress {
+        let total: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_type = $1")
+                .bind(view.aggregate_type())
+                .fetch_one(&mut *conn)
+                .await?;
         let bar = ProgressBar::new(total.max(0) as u64);
         bar.set_style(
             ProgressStyle::with_template(
@@ -145,18 +288,19 @@ pub async fn rebuild(
     } else {
         ProgressBar::hidden()
     };
-    let (checkpoint, mut events) = replay(
-        db,
-        &mut conn,
-        shadow.as_ref(),
-        Checkpoint::default(),
-        &progress,
-    )
-    .await?;
+    // In bulk up to what is committed now; then, in commit order, whatever
+    // was committed meanwhile.
+    let until = committed_head(db).await?;
+    let mut events = replay_in_bulk(db, &mut conn, shadow.as_ref(), until, &progress).await?;
+    for statement in &deferred {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    let (checkpoint, caught_up) = replay(db, &mut conn, shadow.as_ref(), until, &progress).await?;
+    events += caught_up;
 
     // Swap: writers of the live view wait on the lock while the shadow
     // catches up with what they committed meanwhile.
-    sqlx::query("BEGIN").execute(&mut *conn).await?;
+    sqlx::query(begin(db)).execute(&mut *conn).await?;
     let swap = async {
         if db.dialect() == Dialect::Postgres {
             let tables = view.tables().join(", ");

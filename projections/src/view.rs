@@ -56,6 +56,54 @@ pub trait Projection: Send + Sync {
         conn: &mut AnyConnection,
         event: &StoredEvent,
     ) -> Result<u64, ProjectionError>;
+
+    /// Whether [`Projection::replay`] writes in bulk without reading the
+    /// shadow back (every aggregate of a page is new to it): a rebuild then
+    /// adds the shadow's indexes after the bulk load rather than before.
+    fn loads_in_bulk(&self) -> bool {
+        false
+    }
+
+    /// Applies a run of this view's events, each aggregate's in sequence
+    /// order, to tables nobody else writes (a rebuild's shadow), inside the
+    /// caller's transaction. The default writes them one by one behind the
+    /// `last_seq` guard; a view may fold the run in memory and write it in
+    /// bulk (on `db`'s own connections), with the same result.
+    async fn replay(
+        &self,
+        db: &commands::Db,
+        conn: &mut AnyConnection,
+        events: &[StoredEvent],
+    ) -> Result<Replayed, ProjectionError> {
+        let _ = db;
+        let mut replayed = Replayed::default();
+        for event in events
+            .iter()
+            .filter(|e| e.aggregate_type == self.aggregate_type())
+        {
+            let last = last_applied(&mut *conn, self.table(), &event.aggregate_id).await?;
+            if event.sequence == last + 1 {
+                match self.write(&mut *conn, event).await {
+                    Ok(rows) => replayed.applied += rows,
+                    // Raised before anything is written: the transaction is clean.
+                    Err(error @ ProjectionError::BadEvent(..)) => {
+                        replayed.unreadable.push((event.clone(), error.to_string()))
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(replayed)
+    }
+}
+
+/// What a replay made of a run of events.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Rows written.
+    pub applied: u64,
+    /// Events the view cannot read, and the error: the caller parks them.
+    pub unreadable: Vec<(StoredEvent, String)>,
 }
 
 /// The `last_seq` of one row, 0 when the row does not exist.
@@ -73,6 +121,24 @@ pub async fn last_applied(
         .map(|v| v.unwrap_or(0))
 }
 
+/// Starts a transaction that will write. On SQLite it takes the write lock
+/// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
+/// cannot upgrade once another writer committed, and fails with "database
+/// is locked" instead of waiting.
+pub async fn begin_write(
+    pool: &AnyPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    if is_sqlite(pool) {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    } else {
+        pool.begin().await
+    }
+}
+
+pub fn is_sqlite(pool: &AnyPool) -> bool {
+    pool.connect_options().database_url.scheme() == "sqlite"
+}
+
 /// Applies one event to one view in its own transaction.
 pub async fn apply(
     pool: &AnyPool,
@@ -82,7 +148,7 @@ pub async fn apply(
     if event.aggregate_type != view.aggregate_type() {
         return Ok(Applied::Ignored);
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = begin_write(pool).await?;
     let last = last_applied(&mut tx, view.table(), &event.aggregate_id).await?;
     let verdict = if event.sequence <= last {
         Applied::Duplicate
@@ -113,5 +179,6 @@ pub fn event_time(event: &StoredEvent) -> Result<String, ProjectionError> {
 }
 
 pub fn typed<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, ProjectionError> {
-    serde_json::from_value(event.payload.clone()).map_err(|e| ProjectionError::bad_event(event, e))
+    // From the borrowed value: no copy of the payload per event.
+    E::deserialize(&event.payload).map_err(|e| ProjectionError::bad_event(event, e))
 }

@@ -166,6 +166,11 @@ pub struct Tenant {
 }
 
 impl TestApp {
+    /// The server process's id (for /proc measurements).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -23,9 +23,13 @@ use crate::validate::Fields;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
+    #[schema(schema_with = crate::spec::company_name, required = true)]
     company_name: Option<String>,
+    #[schema(schema_with = crate::spec::person_name, required = true)]
     name: Option<String>,
+    #[schema(schema_with = crate::spec::email, required = true)]
     email: Option<String>,
+    #[schema(schema_with = crate::spec::password, required = true)]
     password: Option<String>,
 }
 
@@ -34,6 +38,7 @@ pub struct SignupResponse {
     company: CompanyDto,
     user: UserDto,
     access_token: String,
+    #[schema(value_type = String, pattern = "^Bearer$")]
     token_type: &'static str,
     expires_in: u64,
 }
@@ -48,13 +53,18 @@ pub struct TokenRequest {
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
     access_token: String,
+    #[schema(value_type = String, pattern = "^Bearer$")]
     token_type: &'static str,
     expires_in: u64,
 }
 
 /// Creates a company and its first admin, and logs the admin in.
 #[utoipa::path(post, path = "/v1/signup", tag = "auth", request_body = SignupRequest,
-    responses((status = 201, body = SignupResponse), (status = 409, body = Problem), (status = 422, body = Problem), (status = 403, body = Problem)))]
+    responses(
+        (status = 201, body = SignupResponse, headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))),
+        (status = 403, body = Problem, description = "Signup is disabled on this server"),
+        (status = 409, body = Problem, description = "The email is taken"),
+        (status = 422, body = Problem)))]
 pub async fn signup(
     State(state): State<AppState>,
     Json(body): Json<SignupRequest>,
@@ -102,38 +112,44 @@ pub async fn signup(
         accounts::sign_up(&state.commands, &ctx, company_name, register, &email).await?;
     let token = ConsistencyToken::applied("company", ctx.company_id, company.version)
         .and(ConsistencyToken::applied("user", ctx.user_id, user.version));
-    // Login must work at once: wait for the views before answering.
-    state.await_token(Some(&token)).await;
-    let caller = Caller {
-        user_id: ctx.user_id,
-        company_id: ctx.company_id,
-        role: Role::Admin,
-    };
-    let user = load_user(&state, &caller, ctx.user_id).await?;
-    let company = super::company::load_company(&state, ctx.company_id).await?;
+    // Login must work at once: wait for the views before answering. If they
+    // lag (the bus or the workers are down) the account exists all the
+    // same: answer from its events (the token works once the views catch up).
+    let stale = state.await_token(ctx.company_id, Some(&token)).await;
+    let (user, folded_stamp) =
+        super::users::fresh_user(&state, ctx.company_id, ctx.user_id, user.version).await?;
+    let company = super::company::fresh_company(&state, ctx.company_id, company.version).await?;
     let ttl = state.settings.token_ttl.as_secs();
-    let credentials =
-        projections::read::users::credentials_by_id(state.pool(), ctx.company_id, ctx.user_id)
-            .await?
-            .ok_or_else(ApiError::not_found)?;
-    let access_token =
-        state
-            .tokens
-            .issue(&user.0.id, &company.0.id, credentials.security_stamp, ttl)?;
+    let security_stamp = match folded_stamp {
+        Some(stamp) => stamp,
+        None => {
+            projections::read::users::credentials_by_id(state.pool(), ctx.company_id, ctx.user_id)
+                .await?
+                .ok_or_else(ApiError::not_found)?
+                .security_stamp
+        }
+    };
+    let access_token = state
+        .tokens
+        .issue(&user.id, &company.id, security_stamp, ttl)?;
     Ok(Reply::ok(SignupResponse {
-        company: company.0,
-        user: user.0,
+        company,
+        user,
         access_token,
         token_type: "Bearer",
         expires_in: ttl,
     })
     .status(StatusCode::CREATED)
-    .token(token))
+    .token(token)
+    .stale(stale))
 }
 
 /// Exchanges an email and password for an access token.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "Wrong email or password (the same answer for both)"),
+        (status = 429, body = Problem, description = "Too many failed logins for this email or address")))]
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -181,13 +197,16 @@ pub async fn token(
 
 /// The calling user.
 #[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
-    responses((status = 200, body = UserDto), (status = 401, body = Problem)))]
+    params(("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = UserDto, headers(
+        ("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"),
+        ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
 pub async fn me(
     State(state): State<AppState>,
     caller: Caller,
     WaitFor(wait): WaitFor,
 ) -> ApiResult<Reply<UserDto>> {
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let (user, version) = load_user(&state, &caller, caller.user_id).await?;
     Ok(Reply::ok(user).version(version).stale(stale))
 }

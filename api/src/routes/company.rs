@@ -16,14 +16,17 @@ use crate::validate::Fields;
 
 #[derive(Clone, Serialize, ToSchema)]
 pub struct CompanyDto {
+    #[schema(format = Uuid)]
     pub id: String,
     pub name: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameCompany {
+    #[schema(schema_with = crate::spec::company_name, required = true)]
     name: Option<String>,
 }
 
@@ -39,22 +42,59 @@ pub async fn load_company(state: &AppState, company: CompanyId) -> ApiResult<(Co
     ))
 }
 
+/// The company at (at least) `version`: the view's row, or, while the views
+/// lag behind that write, the company folded from its events.
+pub async fn fresh_company(
+    state: &AppState,
+    company: CompanyId,
+    version: u64,
+) -> ApiResult<CompanyDto> {
+    let row = match projections::read::companies::get(state.pool(), company).await? {
+        Some(row) if row.last_seq >= version as i64 => row,
+        _ => {
+            let events =
+                commands::events::read_stream(state.commands.db(), "company", &company.to_string())
+                    .await?;
+            found(
+                projections::read::companies::from_events(&events)
+                    .map_err(crate::error::ApiError::internal)?,
+            )?
+        }
+    };
+    Ok(CompanyDto {
+        id: row.id,
+        name: row.name,
+        created_at: timestamp(&row.created_at),
+    })
+}
+
 /// The caller's company.
 #[utoipa::path(get, path = "/v1/company", tag = "company", security(("bearer" = [])),
-    responses((status = 200, body = CompanyDto), (status = 401, body = Problem)))]
+    params(("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = CompanyDto, headers(
+        ("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"),
+        ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
 pub async fn get_company(
     State(state): State<AppState>,
     caller: Caller,
     WaitFor(wait): WaitFor,
 ) -> ApiResult<Reply<CompanyDto>> {
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let (company, version) = load_company(&state, caller.company_id).await?;
     Ok(Reply::ok(company).version(version).stale(stale))
 }
 
 /// Renames the company (admins only).
 #[utoipa::path(patch, path = "/v1/company", tag = "company", security(("bearer" = [])), request_body = RenameCompany,
-    responses((status = 200, body = CompanyDto), (status = 403, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+    params(("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+    responses(
+        (status = 200, body = CompanyDto, headers(
+            ("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"),
+            ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))),
+        (status = 403, body = Problem, description = "Only admins may do this"),
+        (status = 409, body = Problem, description = "Changed concurrently; retry"),
+        (status = 412, body = Problem, description = "The If-Match version is stale"),
+        (status = 422, body = Problem)))]
 pub async fn rename_company(
     State(state): State<AppState>,
     caller: Caller,
@@ -78,9 +118,10 @@ pub async fn rename_company(
         )
         .await?;
     let token = ConsistencyToken::applied("company", caller.company_id, outcome.version);
-    state.await_token(Some(&token)).await;
-    let (company, _) = load_company(&state, caller.company_id).await?;
+    let stale = state.await_token(caller.company_id, Some(&token)).await;
+    let company = fresh_company(&state, caller.company_id, outcome.version).await?;
     Ok(Reply::ok(company)
         .version(outcome.version as i64)
-        .token(token))
+        .token(token)
+        .stale(stale))
 }

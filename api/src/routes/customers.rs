@@ -25,6 +25,7 @@ use crate::validate::Fields;
 
 #[derive(Clone, Serialize, ToSchema)]
 pub struct PhotoRef {
+    #[schema(format = Uuid)]
     pub id: String,
     pub url: String,
     pub content_type: String,
@@ -33,7 +34,9 @@ pub struct PhotoRef {
 
 #[derive(Clone, Serialize, ToSchema)]
 pub struct CustomerDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub company_id: String,
     pub name: String,
     pub surname: String,
@@ -41,10 +44,15 @@ pub struct CustomerDto {
     pub phone: Option<String>,
     pub notes: Option<String>,
     pub photo: Option<PhotoRef>,
+    #[schema(format = Uuid)]
     pub created_by: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = Uuid)]
     pub updated_by: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub version: i64,
 }
@@ -85,13 +93,41 @@ pub struct CustomerPage {
     next_cursor: Option<String>,
 }
 
+/// The longest `?q=` of the customer list, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+
+/// The orders of the customer list.
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+pub enum SortParam {
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+    #[serde(rename = "surname")]
+    Surname,
+    #[serde(rename = "-surname")]
+    SurnameDesc,
+}
+
+impl SortParam {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatedAt => "created_at",
+            Self::CreatedAtDesc => "-created_at",
+            Self::Surname => "surname",
+            Self::SurnameDesc => "-surname",
+        }
+    }
+}
+
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CustomerListParams {
-    /// Matches the start of any word of name, surname or email (case- and accent-insensitive).
+    /// Matches the start of any word of name, surname or email (case- and accent-insensitive); at most 200 characters.
     q: Option<String>,
     /// `created_at`, `-created_at` (default), `surname` or `-surname`.
-    sort: Option<String>,
+    #[param(inline)]
+    sort: Option<SortParam>,
     /// `true` lists deleted customers instead.
     deleted: Option<bool>,
 }
@@ -101,11 +137,17 @@ pub struct CustomerListParams {
 pub struct CreateCustomer {
     /// A UUID the client chose; taken ids are `409`.
     id: Option<Uuid>,
+    #[schema(schema_with = crate::spec::person_name, required = true)]
     name: Option<String>,
+    #[schema(schema_with = crate::spec::person_name, required = true)]
     surname: Option<String>,
+    #[schema(schema_with = crate::spec::email_nullable)]
     email: Option<String>,
+    #[schema(schema_with = crate::spec::phone_nullable)]
     phone: Option<String>,
+    #[schema(schema_with = crate::spec::notes_nullable)]
     notes: Option<String>,
+    /// An uploaded photo of the caller's company to show (`404` if there is none).
     photo_id: Option<Uuid>,
 }
 
@@ -114,20 +156,23 @@ pub struct CreateCustomer {
 pub struct UpdateCustomer {
     /// Omit to keep it; it cannot be cleared (`null` is `422`).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = String, required = false)]
+    #[schema(schema_with = crate::spec::person_name, required = false)]
     name: Option<Option<String>>,
     /// Omit to keep it; it cannot be cleared (`null` is `422`).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = String, required = false)]
+    #[schema(schema_with = crate::spec::person_name, required = false)]
     surname: Option<Option<String>>,
+    /// Omit to keep it; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::spec::email_nullable, required = false)]
     email: Option<Option<String>>,
+    /// Omit to keep it; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::spec::phone_nullable, required = false)]
     phone: Option<Option<String>>,
+    /// Omit to keep it; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::spec::notes_nullable, required = false)]
     notes: Option<Option<String>>,
 }
 
@@ -142,7 +187,9 @@ pub struct HistoryEntry {
     sequence: i64,
     #[serde(rename = "type")]
     kind: String,
+    #[schema(format = DateTime)]
     occurred_at: Option<String>,
+    #[schema(format = Uuid)]
     user_id: Option<String>,
     changes: Value,
 }
@@ -174,14 +221,47 @@ async fn reply_customer(
     version: u64,
     status: StatusCode,
 ) -> ApiResult<Reply<CustomerDto>> {
-    let stale = state.await_token(Some(&token)).await;
-    let row = found(projections::read::customers::get(state.pool(), caller.company_id, id).await?)?;
+    let stale = state.await_token(caller.company_id, Some(&token)).await;
+    let row = match projections::read::customers::get(state.pool(), caller.company_id, id).await? {
+        Some(row) if row.last_seq >= version as i64 => row,
+        // The views are behind this write (the bus or the workers are down
+        // or slow): it is committed all the same, so it is answered from its
+        // events, never with a 404 or with the state before it.
+        _ => customer_from_store(state, caller, id).await?,
+    };
     Ok(Reply::ok(CustomerDto::from(row))
         .status(status)
         .version(version as i64)
         .token(token)
         .stale(stale)
         .location(format!("/v1/customers/{id}")))
+}
+
+/// The customer folded from its events (for a write's reply when the views
+/// lag), with its photo's details from the photo's events.
+async fn customer_from_store(
+    state: &AppState,
+    caller: &Caller,
+    id: CustomerId,
+) -> ApiResult<CustomerRow> {
+    let events =
+        commands::events::read_stream(state.commands.db(), "customer", &id.to_string()).await?;
+    let mut row = found(
+        projections::read::customers::from_events(&events)
+            .map_err(ApiError::internal)?
+            .filter(|row| row.company_id == caller.company_id.to_string()),
+    )?;
+    if let Some(photo_id) = &row.photo_id {
+        let photo = state
+            .commands
+            .load::<Photo>(photo_id, caller.company_id)
+            .await?;
+        if let Some(image) = photo.and_then(|(photo, _)| photo.image) {
+            row.photo_content_type = Some(image.content_type.mime().to_owned());
+            row.photo_size = Some(image.size as i64);
+        }
+    }
+    Ok(row)
 }
 
 /// Checks a photo can be shown by `customer`: it exists in the caller's
@@ -253,8 +333,8 @@ async fn settle_photos(
 
 /// A page of customers.
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", security(("bearer" = [])),
-    params(PageParams, CustomerListParams),
-    responses((status = 200, body = CustomerPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    params(PageParams, CustomerListParams, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = CustomerPage, headers(("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
 pub async fn list_customers(
     State(state): State<AppState>,
     caller: Caller,
@@ -262,15 +342,19 @@ pub async fn list_customers(
     Query(page): Query<PageParams>,
     Query(params): Query<CustomerListParams>,
 ) -> ApiResult<Reply<CustomerPage>> {
-    let sort_text = params.sort.as_deref().unwrap_or("-created_at");
+    let sort_text = params.sort.unwrap_or(SortParam::CreatedAtDesc).as_str();
     let sort = CustomerSort::parse(sort_text).ok_or_else(|| {
         ApiError::bad_request("sort must be created_at, -created_at, surname or -surname")
     })?;
     let deleted = params.deleted.unwrap_or(false);
-    let search = params.q.filter(|q| !q.trim().is_empty());
-    if search.as_ref().is_some_and(|q| q.chars().count() > 200) {
+    if params
+        .q
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+    {
         return Err(ApiError::bad_request("q must be at most 200 characters"));
     }
+    let search = params.q.filter(|q| !q.trim().is_empty());
     let scope = format!(
         "{}/customers/{sort_text}/{deleted}/{}",
         caller.company_id,
@@ -281,7 +365,7 @@ pub async fn list_customers(
         .as_deref()
         .map(|c| crate::cursor::decode(&state.settings.cursor_key, &scope, c))
         .transpose()?;
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let query = ListQuery {
         sort,
         deleted,
@@ -300,8 +384,11 @@ pub async fn list_customers(
 
 /// Creates a customer.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = CreateCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first result")),
-    responses((status = 201, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new")),
+    responses((status = 201, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 404, body = Problem, description = "No such photo in the caller's company"),
+        (status = 409, body = Problem, description = "The id is taken, or the photo is attached elsewhere or rejected"),
+        (status = 422, body = Problem)))]
 pub async fn create_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -368,15 +455,15 @@ pub async fn create_customer(
 }
 
 /// One customer (a deleted one too, with `deleted_at` set).
-#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = CustomerDto), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company")))]
 pub async fn get_customer(
     State(state): State<AppState>,
     caller: Caller,
     WaitFor(wait): WaitFor,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Reply<CustomerDto>> {
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let row = found(
         projections::read::customers::get(state.pool(), caller.company_id, CustomerId(id)).await?,
     )?;
@@ -387,10 +474,11 @@ pub async fn get_customer(
 }
 
 /// Changes any subset of the writable fields; `null` clears an optional one.
-#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
     request_body = UpdateCustomer,
-    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem),
-        (status = 412, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+        (status = 409, body = Problem, description = "The customer is deleted, or changed concurrently"),
+        (status = 412, body = Problem, description = "The If-Match version is stale"), (status = 422, body = Problem)))]
 pub async fn update_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -426,8 +514,9 @@ pub async fn update_customer(
 }
 
 /// Soft-deletes a customer: it leaves the default list.
-#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+    responses((status = 204, description = "Deleted (soft: an event; restorable)", headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+        (status = 409, body = Problem, description = "Already deleted, or changed concurrently"), (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn delete_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -446,13 +535,14 @@ pub async fn delete_customer(
         )
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
-    state.await_token(Some(&token)).await;
+    state.await_token(caller.company_id, Some(&token)).await;
     Ok(no_content(token))
 }
 
 /// Restores a deleted customer.
-#[utoipa::path(post, path = "/v1/customers/{id}/restore", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+#[utoipa::path(post, path = "/v1/customers/{id}/restore", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+        (status = 409, body = Problem, description = "Not deleted, or changed concurrently"), (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn restore_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -476,9 +566,12 @@ pub async fn restore_customer(
 
 /// Shows an uploaded photo on the customer (upload flow, option 1); the
 /// previous photo is detached.
-#[utoipa::path(put, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(put, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
     request_body = SetPhoto,
-    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 404, body = Problem, description = "No such customer or photo in the caller's company"),
+        (status = 409, body = Problem, description = "The customer is deleted, or the photo is attached elsewhere or rejected"),
+        (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn set_photo(
     State(state): State<AppState>,
     caller: Caller,
@@ -520,8 +613,9 @@ pub async fn set_photo(
 }
 
 /// Removes the customer's photo.
-#[utoipa::path(delete, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = CustomerDto), (status = 404, body = Problem), (status = 409, body = Problem), (status = 412, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+        (status = 409, body = Problem, description = "The customer is deleted, or changed concurrently"), (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn remove_photo(
     State(state): State<AppState>,
     caller: Caller,
@@ -566,7 +660,7 @@ pub async fn remove_photo(
 
 /// The customer's events, oldest first: who changed what, when.
 #[utoipa::path(get, path = "/v1/customers/{id}/history", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = History), (status = 404, body = Problem)))]
+    responses((status = 200, body = History), (status = 404, body = Problem, description = "No such customer in the caller's company")))]
 pub async fn customer_history(
     State(state): State<AppState>,
     caller: Caller,

@@ -8,6 +8,8 @@ use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use domain::CompanyId;
+
 use crate::error::ApiResult;
 use crate::state::AppState;
 
@@ -18,12 +20,20 @@ pub mod ops;
 pub mod photos;
 pub mod users;
 
+/// The most uploads read at once; the others wait (within the request time
+/// limit). Each holds up to the upload limit in memory while it is judged and
+/// stored, so this bounds upload memory to `MAX_CONCURRENT_UPLOADS` × limit.
+pub const MAX_CONCURRENT_UPLOADS: usize = 16;
+
 /// Every route; `upload_limit` is the body limit of the photo upload, the
 /// only route that takes more than a small JSON body.
 pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
     let uploads = OpenApiRouter::new()
         .routes(routes!(photos::upload_photo))
-        .layer(axum::extract::DefaultBodyLimit::max(upload_limit));
+        .layer(axum::extract::DefaultBodyLimit::max(upload_limit))
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_UPLOADS,
+        ));
     OpenApiRouter::new()
         .routes(routes!(auth::signup))
         .routes(routes!(auth::token))
@@ -149,10 +159,19 @@ pub fn no_content(token: ConsistencyToken) -> Response {
 }
 
 impl AppState {
-    /// Waits for a read's token; `true` when the read may be stale.
-    pub async fn await_token(&self, token: Option<&ConsistencyToken>) -> bool {
+    /// Waits for a read's token, looking only at `company`'s rows; `true`
+    /// when the read may be stale.
+    pub async fn await_token(&self, company: CompanyId, token: Option<&ConsistencyToken>) -> bool {
         match token {
-            Some(token) => !wait_for(self.pool(), token, self.settings.consistency_wait).await,
+            Some(token) => {
+                !wait_for(
+                    self.pool(),
+                    &company.to_string(),
+                    token,
+                    self.settings.consistency_wait,
+                )
+                .await
+            }
             None => false,
         }
     }
@@ -173,6 +192,7 @@ pub fn timestamp(stored: &str) -> String {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// 1 to 200, default 50; larger values are clamped to 200.
+    #[param(minimum = 1)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

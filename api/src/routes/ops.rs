@@ -29,7 +29,7 @@ pub async fn healthz() -> axum::Json<Health> {
 
 /// Ready only when the event store, the bus and the object store answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, body = Readiness), (status = 503, body = Problem)))]
+    responses((status = 200, body = Readiness), (status = 503, body = Problem, description = "Not ready: the detail names what is down")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let (event_store, bus, object_store) =
         tokio::join!(state.commands.db().ping(), (state.bus_ready)(), async {
@@ -66,7 +66,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state
         .metrics

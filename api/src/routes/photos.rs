@@ -30,39 +30,75 @@ use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct PhotoDto {
+    #[schema(format = Uuid)]
     id: String,
     url: String,
+    #[schema(schema_with = image_type)]
     content_type: String,
     size: i64,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     sha256: String,
+    #[schema(format = Uuid)]
     customer_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct PhotoMetadata {
+    #[schema(format = Uuid)]
     id: String,
     url: String,
+    #[schema(schema_with = image_type)]
     content_type: String,
     size: i64,
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     sha256: String,
     /// The customer it was uploaded for (flow option 2).
+    #[schema(format = Uuid)]
     for_customer: Option<String>,
     /// The customer showing it now.
+    #[schema(format = Uuid)]
     customer_id: Option<String>,
-    #[schema(example = "attached")]
+    /// `uploaded` (flow 1), `pending` (flow 2, not settled yet), `attached`, `detached` or `rejected`.
+    #[schema(schema_with = photo_status)]
     status: String,
     rejected_reason: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
     version: i64,
 }
 
-/// The multipart form of an upload, as documented in the spec.
-#[derive(ToSchema)]
+/// The multipart form of an upload, as documented in the spec. Other parts,
+/// or a part sent twice, are `422`.
+#[derive(ToSchema, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
+    /// A JPEG, PNG, WebP or GIF image, judged by its bytes (`415` otherwise), at
+    /// most the server's upload limit (5 MiB by default; `413` beyond).
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     file: String,
+    /// A customer of the caller's company to attach it to, asynchronously (flow option 2).
+    #[schema(value_type = Uuid, required = false)]
     customer_id: Option<Uuid>,
+}
+
+/// The image types the server accepts and serves.
+const IMAGE_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "image/gif"];
+
+fn image_type() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(IMAGE_TYPES))
+        .build()
+}
+
+fn photo_status() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([
+            "uploaded", "pending", "attached", "detached", "rejected",
+        ]))
+        .build()
 }
 
 struct Upload {
@@ -115,9 +151,13 @@ async fn read_file(
 /// Uploads a photo; with `customer_id` it is attached to that customer asynchronously.
 #[utoipa::path(post, path = "/v1/photos", tag = "photos", security(("bearer" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first result")),
-    responses((status = 201, body = PhotoDto), (status = 400, body = Problem), (status = 404, body = Problem),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 503, body = Problem)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new")),
+    responses((status = 201, body = PhotoDto, headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"))),
+        (status = 404, body = Problem, description = "No such customer in the caller's company"),
+        (status = 409, body = Problem, description = "The customer is deleted"),
+        (status = 413, body = Problem, description = "The photo is larger than the upload limit"),
+        (status = 415, body = Problem, description = "Not multipart/form-data, or the file is not a JPEG, PNG, WebP or GIF image"),
+        (status = 422, body = Problem, description = "No `file` part, or a `customer_id` that is not a UUID")))]
 pub async fn upload_photo(
     State(state): State<AppState>,
     caller: Caller,
@@ -132,18 +172,25 @@ pub async fn upload_photo(
     })?;
     let mut upload = None;
     let mut customer = None;
+    // Like the JSON bodies: unknown or repeated parts are refused, not ignored.
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("file") if upload.is_none() => {
                 upload = Some(read_file(&mut field, state.settings.max_upload_bytes).await?)
             }
-            Some("customer_id") => {
+            Some("customer_id") if customer.is_none() => {
                 let text = field.text().await.map_err(multipart_error)?;
                 let id = Uuid::parse_str(text.trim())
                     .map_err(|_| ApiError::field("customer_id", "must be a UUID"))?;
                 customer = Some(CustomerId(id));
             }
-            _ => {}
+            Some(name @ ("file" | "customer_id")) => {
+                return Err(ApiError::field(name, "must be sent once"));
+            }
+            other => {
+                let name: String = other.unwrap_or("").chars().take(64).collect();
+                return Err(ApiError::field(&name, "unknown field"));
+            }
         }
     }
     let upload = upload.ok_or_else(|| ApiError::field("file", "is required"))?;
@@ -216,8 +263,13 @@ pub async fn upload_photo(
 }
 
 /// The photo's bytes, with its stored content type.
-#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, description = "the image bytes", content_type = "image/*"), (status = 404, body = Problem), (status = 503, body = Problem)))]
+#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, description = "The image bytes, with the type they were judged to be",
+            content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif")),
+            headers(("ETag" = String, description = "The quoted sha256 of the bytes"),
+                ("Cache-Control" = String, description = "`private, max-age=86400, immutable`"),
+                ("X-Content-Type-Options" = String, description = "`nosniff`"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 404, body = Problem, description = "No such photo in the caller's company")))]
 pub async fn get_photo(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,7 +277,7 @@ pub async fn get_photo(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
     // The upload's token: the photo is readable as soon as the upload answered.
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let row =
         found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
     let bytes = found(state.objects.get(&row.object_key).await?)?;
@@ -253,15 +305,16 @@ pub async fn get_photo(
 }
 
 /// What the server knows of a photo: whether the policy attached or rejected it, and why.
-#[utoipa::path(get, path = "/v1/photos/{id}/metadata", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = PhotoMetadata), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/photos/{id}/metadata", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = PhotoMetadata, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 404, body = Problem, description = "No such photo in the caller's company")))]
 pub async fn photo_metadata(
     State(state): State<AppState>,
     caller: Caller,
     crate::extract::WaitFor(wait): crate::extract::WaitFor,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Reply<PhotoMetadata>> {
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let row =
         found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
     let version = row.last_seq;

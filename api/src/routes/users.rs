@@ -6,7 +6,7 @@ use axum::response::Response;
 use commands::{accounts, passwords, Expect};
 use domain::user::{User, UserCommand};
 use domain::values::{Email, FieldChange, PersonName, Role, Title};
-use domain::UserId;
+use domain::{CompanyId, UserId};
 use projections::consistency::ConsistencyToken;
 use projections::read::users::UserRow;
 use serde::{Deserialize, Serialize};
@@ -22,15 +22,19 @@ use crate::validate::Fields;
 
 #[derive(Clone, Serialize, ToSchema)]
 pub struct UserDto {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = Uuid)]
     pub company_id: String,
     pub email: String,
     pub name: String,
     pub surname: Option<String>,
     pub title: Option<String>,
-    #[schema(example = "admin")]
+    #[schema(schema_with = crate::spec::role)]
     pub role: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub version: i64,
 }
@@ -61,12 +65,17 @@ pub struct UserPage {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(schema_with = crate::spec::email, required = true)]
     email: Option<String>,
+    #[schema(schema_with = crate::spec::person_name, required = true)]
     name: Option<String>,
+    #[schema(schema_with = crate::spec::person_name_nullable)]
     surname: Option<String>,
+    #[schema(schema_with = crate::spec::title_nullable)]
     title: Option<String>,
+    #[schema(schema_with = crate::spec::password, required = true)]
     password: Option<String>,
-    #[schema(example = "user")]
+    #[schema(schema_with = crate::spec::role, required = true)]
     role: Option<String>,
 }
 
@@ -75,28 +84,30 @@ pub struct CreateUser {
 pub struct UpdateUser {
     /// Omit to keep it; it cannot be cleared (`null` is `422`).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = String, required = false)]
+    #[schema(schema_with = crate::spec::person_name, required = false)]
     name: Option<Option<String>>,
+    /// Omit to keep it; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::spec::person_name_nullable, required = false)]
     surname: Option<Option<String>>,
+    /// Omit to keep it; `null` clears it.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::spec::title_nullable, required = false)]
     title: Option<Option<String>>,
     /// Omit to keep it; it cannot be cleared (`null` is `422`).
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = String, required = false)]
+    #[schema(schema_with = crate::spec::email, required = false)]
     email: Option<Option<String>>,
     /// Omit to keep it; `null` is `422`.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = String, required = false)]
+    #[schema(schema_with = crate::spec::password, required = false)]
     password: Option<Option<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
-    #[schema(example = "admin")]
+    #[schema(schema_with = crate::spec::role, required = true)]
     role: Option<String>,
 }
 
@@ -111,6 +122,31 @@ pub async fn load_user(state: &AppState, caller: &Caller, id: UserId) -> ApiResu
     Ok((row.into(), version))
 }
 
+/// The user at (at least) `version`: the view's row, or, while the views
+/// lag behind that write, the user folded from its events (a committed
+/// write is never answered with a 404). The security stamp comes with a
+/// folded user (the view's is in its credentials).
+pub async fn fresh_user(
+    state: &AppState,
+    company: CompanyId,
+    id: UserId,
+    version: u64,
+) -> ApiResult<(UserDto, Option<i64>)> {
+    if let Some(row) = projections::read::users::get(state.pool(), company, id).await? {
+        if row.last_seq >= version as i64 {
+            return Ok((row.into(), None));
+        }
+    }
+    let events =
+        commands::events::read_stream(state.commands.db(), "user", &id.to_string()).await?;
+    let (row, stamp) = found(
+        projections::read::users::from_events(&events)
+            .map_err(ApiError::internal)?
+            .filter(|(row, _)| row.company_id == company.to_string()),
+    )?;
+    Ok((row.into(), Some(stamp)))
+}
+
 /// Waits for the user's view, then answers with it.
 async fn reply_user(
     state: &AppState,
@@ -120,8 +156,8 @@ async fn reply_user(
     status: StatusCode,
 ) -> ApiResult<Reply<UserDto>> {
     let token = ConsistencyToken::applied("user", id, version);
-    let stale = state.await_token(Some(&token)).await;
-    let (user, _) = load_user(state, caller, id).await?;
+    let stale = state.await_token(caller.company_id, Some(&token)).await;
+    let (user, _) = fresh_user(state, caller.company_id, id, version).await?;
     Ok(Reply::ok(user)
         .status(status)
         .version(version as i64)
@@ -131,15 +167,15 @@ async fn reply_user(
 }
 
 /// Users of the caller's company, oldest first.
-#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(PageParams),
-    responses((status = 200, body = UserPage), (status = 400, body = Problem), (status = 401, body = Problem)))]
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(PageParams, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = UserPage, headers(("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
     WaitFor(wait): WaitFor,
     Query(page): Query<PageParams>,
 ) -> ApiResult<Reply<UserPage>> {
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let scope = format!("{}/users", caller.company_id);
     let after = page
         .cursor
@@ -162,8 +198,12 @@ pub async fn list_users(
 
 /// Adds a user to the company (admins only).
 #[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats return the first result")),
-    responses((status = 201, body = UserDto), (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new")),
+    responses(
+        (status = 201, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 403, body = Problem, description = "Only admins may do this"),
+        (status = 409, body = Problem, description = "The email is taken"),
+        (status = 422, body = Problem)))]
 pub async fn create_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -227,24 +267,27 @@ pub async fn create_user(
 }
 
 /// One user of the company.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = UserDto), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+    responses((status = 200, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such user in the caller's company")))]
 pub async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
     WaitFor(wait): WaitFor,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Reply<UserDto>> {
-    let stale = state.await_token(wait.as_ref()).await;
+    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let (user, version) = load_user(&state, &caller, UserId(id)).await?;
     Ok(Reply::ok(user).version(version).stale(stale))
 }
 
 /// Changes a user's profile, email or password (admins, or the user itself).
-#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
     request_body = UpdateUser,
-    responses((status = 200, body = UserDto), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 403, body = Problem, description = "Only admins may change other users"),
+        (status = 404, body = Problem, description = "No such user in the caller's company"),
+        (status = 409, body = Problem, description = "The email is taken, or the user changed concurrently"),
+        (status = 412, body = Problem, description = "The If-Match version is stale"), (status = 422, body = Problem)))]
 pub async fn update_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -337,10 +380,13 @@ pub async fn update_user(
 }
 
 /// Makes a user an admin or a plain user (admins only); the last admin cannot be demoted.
-#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
+#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
     request_body = ChangeRole,
-    responses((status = 200, body = UserDto), (status = 403, body = Problem), (status = 404, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem)))]
+    responses((status = 200, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 403, body = Problem, description = "Only admins may do this"),
+        (status = 404, body = Problem, description = "No such user in the caller's company"),
+        (status = 409, body = Problem, description = "The company would lose its last admin"),
+        (status = 412, body = Problem, description = "The If-Match version is stale"), (status = 422, body = Problem)))]
 pub async fn change_role(
     State(state): State<AppState>,
     caller: Caller,
@@ -368,8 +414,12 @@ pub async fn change_role(
 }
 
 /// Removes a user (admins only); its tokens stop working at once.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+    responses((status = 204, description = "Removed; its tokens stop working at once", headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))),
+        (status = 403, body = Problem, description = "Only admins may do this"),
+        (status = 404, body = Problem, description = "No such user in the caller's company"),
+        (status = 409, body = Problem, description = "The company would lose its last admin"),
+        (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn delete_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -381,6 +431,6 @@ pub async fn delete_user(
     let outcome =
         accounts::remove_user(&state.commands, &caller.context(), id, expect(expected)).await?;
     let token = ConsistencyToken::applied("user", id, outcome.version);
-    state.await_token(Some(&token)).await;
+    state.await_token(caller.company_id, Some(&token)).await;
     Ok(no_content(token))
 }

@@ -22,24 +22,31 @@ impl EmbeddedFeed {
         Self { commands, handlers }
     }
 
-    async fn checkpoint(&self) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query("SELECT position FROM projection_checkpoints WHERE name = $1")
-            .bind(CHECKPOINT)
-            .fetch_optional(&self.commands.db().any)
-            .await?;
+    async fn checkpoint(&self) -> Result<Checkpoint, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
+        )
+        .bind(CHECKPOINT)
+        .fetch_optional(&self.commands.db().any)
+        .await?;
         Ok(match row {
-            Some(row) => row.try_get(0)?,
-            None => 0,
+            Some(row) => Checkpoint {
+                transaction_id: row.try_get::<String, _>(0)?.parse().unwrap_or(0),
+                position: row.try_get(1)?,
+            },
+            None => Checkpoint::default(),
         })
     }
 
-    async fn save_checkpoint(&self, position: i64) -> Result<(), sqlx::Error> {
+    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            "INSERT INTO projection_checkpoints (name, transaction_id, position, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
+             position = excluded.position, updated_at = excluded.updated_at",
         )
         .bind(CHECKPOINT)
-        .bind(position)
+        .bind(checkpoint.transaction_id.to_string())
+        .bind(checkpoint.position)
         .bind(chrono::Utc::now().to_rfc3339())
         .execute(&self.commands.db().any)
         .await?;
@@ -69,21 +76,14 @@ impl EmbeddedFeed {
     /// One step: process the next batch; returns how many events it handled.
     pub async fn process_next_batch(&self) -> Result<usize, String> {
         let after = self.checkpoint().await.map_err(|e| e.to_string())?;
-        let events = read_committed_after(
-            self.commands.db(),
-            Checkpoint {
-                transaction_id: 0,
-                position: after,
-            },
-            BATCH,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        let events = read_committed_after(self.commands.db(), after, BATCH)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut done = 0;
         for event in &events {
             if let Err(reason) = self.deliver(event).await {
                 if done > 0 {
-                    self.save_checkpoint(events[done - 1].position)
+                    self.save_checkpoint(events[done - 1].checkpoint())
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -92,7 +92,7 @@ impl EmbeddedFeed {
             done += 1;
         }
         if let Some(last) = events.last() {
-            self.save_checkpoint(last.position)
+            self.save_checkpoint(last.checkpoint())
                 .await
                 .map_err(|e| e.to_string())?;
         }

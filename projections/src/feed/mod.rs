@@ -82,8 +82,8 @@ pub fn all_handlers(commands: &commands::Commands) -> Vec<Box<dyn Handler>> {
 
 /// Records an event a handler gave up on, so it is visible (metric and
 /// `crm projections status`) rather than lost.
-pub async fn park(
-    pool: &AnyPool,
+pub async fn park<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     handler: &str,
     event: &StoredEvent,
     error: &str,
@@ -100,7 +100,7 @@ pub async fn park(
     .bind(event.sequence)
     .bind(error)
     .bind(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-    .execute(pool)
+    .execute(executor)
     .await?;
     Ok(())
 }

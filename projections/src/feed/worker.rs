@@ -76,6 +76,9 @@ pub struct Worker {
     handler: Box<dyn Handler>,
     stream: String,
     subject_prefix: String,
+    /// How long a delivered message may stay unacknowledged before it is
+    /// redelivered (e.g. after its worker was killed).
+    ack_wait: Duration,
     /// Created on first use, so a worker can start while NATS is down;
     /// forgotten after an error, so a deleted consumer is created again.
     consumer: Mutex<Option<PullConsumer>>,
@@ -89,6 +92,7 @@ impl Worker {
             handler,
             stream: relay::STREAM.to_owned(),
             subject_prefix: relay::SUBJECT_PREFIX.to_owned(),
+            ack_wait: ACK_WAIT,
             consumer: Mutex::new(None),
         }
     }
@@ -101,6 +105,12 @@ impl Worker {
     ) -> Self {
         self.stream = stream.into();
         self.subject_prefix = subject_prefix.into();
+        self
+    }
+
+    /// Redelivers unacknowledged messages after `ack_wait` instead of [`ACK_WAIT`].
+    pub fn with_ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = ack_wait;
         self
     }
 
@@ -119,7 +129,7 @@ impl Worker {
             ),
             deliver_policy: DeliverPolicy::All,
             ack_policy: AckPolicy::Explicit,
-            ack_wait: ACK_WAIT,
+            ack_wait: self.ack_wait,
             max_deliver: MAX_DELIVER,
             // No `backoff`: the server replaces ack_wait with its first
             // entry, so short steps would redeliver messages still being

@@ -6,7 +6,10 @@ use domain::customer::{CustomerEvent, DetailsChange};
 use domain::values::{fold_text, search_words, FieldChange};
 use sqlx::{AnyConnection, Row};
 
-use crate::view::{event_time, typed, Projection, ProjectionError};
+use crate::view::{event_time, typed, Projection, ProjectionError, Replayed};
+
+#[path = "customers_replay.rs"]
+mod replay;
 
 pub struct CustomersView {
     table: String,
@@ -71,6 +74,19 @@ impl Projection for CustomersView {
 
     fn with_suffix(&self, suffix: &str) -> Box<dyn Projection> {
         Box::new(Self::new(suffix))
+    }
+
+    fn loads_in_bulk(&self) -> bool {
+        true
+    }
+
+    async fn replay(
+        &self,
+        db: &commands::Db,
+        conn: &mut AnyConnection,
+        events: &[StoredEvent],
+    ) -> Result<Replayed, ProjectionError> {
+        replay::fold_and_write(self, db, conn, events).await
     }
 
     async fn write(
@@ -251,17 +267,23 @@ impl CustomersView {
             .bind(customer_id)
             .execute(&mut *conn)
             .await?;
-        let insert = format!(
-            "INSERT INTO {words} (company_id, word, customer_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-        );
-        for word in searchable.words() {
-            sqlx::query(&insert)
-                .bind(company_id)
-                .bind(word)
-                .bind(customer_id)
-                .execute(&mut *conn)
-                .await?;
+        let words_of = searchable.words();
+        if words_of.is_empty() {
+            return Ok(());
         }
+        // One statement for all the words: ($1, $2, $3), ($1, $4, $3), ...
+        let values = (0..words_of.len())
+            .map(|i| format!("($1, ${}, $2)", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO {words} (company_id, word, customer_id) VALUES {values} ON CONFLICT DO NOTHING"
+        );
+        let mut query = sqlx::query(&sql).bind(company_id).bind(customer_id);
+        for word in words_of {
+            query = query.bind(word);
+        }
+        query.execute(&mut *conn).await?;
         Ok(())
     }
 }

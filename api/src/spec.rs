@@ -1,0 +1,305 @@
+//! The parts of the OpenAPI document that every route shares, applied in one
+//! place so that no handler annotation can forget them, and the schemas of
+//! the validated text fields, built from the same constants the parsers use.
+//!
+//! [`complete`] runs over the document the handler annotations produce:
+//! - every error response is `application/problem+json` with [`Problem`];
+//! - the errors the shared extractors and middleware produce are declared on
+//!   every operation they can reach: `400` (malformed path, query, header or
+//!   body), `401` (bearer routes, with `WWW-Authenticate`), `413`/`415`/`422`
+//!   (routes with a body) and `503` (`/v1` and `/readyz`: store unavailable
+//!   or request timeout, with `Retry-After`);
+//! - the headers the contract defines (`If-Match`, `Idempotency-Key`,
+//!   `X-Consistency-Token`) and the list parameters get the exact syntax the
+//!   server accepts.
+//!
+//! `tests/schemathesis.sh` checks the result against the running server.
+use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
+use utoipa::openapi::request_body::RequestBody;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr, Response};
+
+use domain::values::{CompanyName, Email, Notes, PersonName, Phone, Title};
+
+const PROBLEM_JSON: &str = "application/problem+json";
+
+fn string(nullable: bool) -> ObjectBuilder {
+    let kind = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::new(Type::String)
+    };
+    ObjectBuilder::new().schema_type(kind)
+}
+
+fn text(max: usize, nullable: bool) -> Object {
+    string(nullable)
+        .min_length(Some(1))
+        .max_length(Some(max))
+        .pattern(Some(PersonName::PATTERN))
+        .description(Some(format!(
+            "Not blank; at most {max} characters as sent; trimmed; no control characters."
+        )))
+        .build()
+}
+
+/// `name`, `surname` of people: required text.
+pub fn person_name() -> Object {
+    text(PersonName::MAX_CHARS, false)
+}
+
+/// An optional person name (`null` is none).
+pub fn person_name_nullable() -> Object {
+    text(PersonName::MAX_CHARS, true)
+}
+
+pub fn company_name() -> Object {
+    text(CompanyName::MAX_CHARS, false)
+}
+
+/// An optional job title (`null` is none).
+pub fn title_nullable() -> Object {
+    text(Title::MAX_CHARS, true)
+}
+
+/// Optional notes (`null` is none).
+pub fn notes_nullable() -> Object {
+    text(Notes::MAX_CHARS, true)
+}
+
+fn email_schema(nullable: bool) -> Object {
+    string(nullable)
+        .max_length(Some(Email::MAX_CHARS))
+        .pattern(Some(Email::PATTERN))
+        .description(Some(
+            "An email address: a local part of 1 to 64 characters, `@`, a dotted ASCII \
+             domain; at most 254 characters; trimmed; unique case-insensitively for users.",
+        ))
+        .build()
+}
+
+pub fn email() -> Object {
+    email_schema(false)
+}
+
+/// An optional email (`null` is none).
+pub fn email_nullable() -> Object {
+    email_schema(true)
+}
+
+/// An optional phone number (`null` is none).
+pub fn phone_nullable() -> Object {
+    string(true)
+        .max_length(Some(Phone::MAX_CHARS))
+        .pattern(Some(Phone::PATTERN))
+        .description(Some(
+            "At least 3 digits, with spaces and + - ( ) . only; at most 32 characters.",
+        ))
+        .build()
+}
+
+pub fn password() -> Object {
+    use commands::passwords::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+    string(false)
+        .min_length(Some(MIN_PASSWORD_CHARS))
+        .max_length(Some(MAX_PASSWORD_CHARS))
+        .description(Some(format!(
+            "{MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters; stored only as an argon2id hash."
+        )))
+        .build()
+}
+
+pub fn role() -> Object {
+    string(false).enum_values(Some(["admin", "user"])).build()
+}
+
+fn header_schema(pattern: &str, max: Option<usize>) -> RefOr<Schema> {
+    string(false)
+        .min_length(Some(1))
+        .max_length(max)
+        .pattern(Some(pattern))
+        .build()
+        .into()
+}
+
+/// The exact schema of the parameters whose syntax lives in code, by name.
+fn parameter_schema(location: &ParameterIn, name: &str) -> Option<RefOr<Schema>> {
+    use crate::extract::{IDEMPOTENCY_KEY_PATTERN, IF_MATCH_PATTERN};
+    match (location, name.to_ascii_lowercase().as_str()) {
+        (ParameterIn::Header, "if-match") => Some(header_schema(IF_MATCH_PATTERN, None)),
+        (ParameterIn::Header, "idempotency-key") => Some(header_schema(
+            IDEMPOTENCY_KEY_PATTERN,
+            Some(crate::extract::MAX_IDEMPOTENCY_KEY_LEN),
+        )),
+        (ParameterIn::Header, "x-consistency-token") => Some(header_schema(
+            "^[A-Za-z0-9_-]+$",
+            Some(projections::consistency::MAX_TOKEN_LEN),
+        )),
+        (ParameterIn::Query, "cursor") => Some(header_schema(
+            "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
+            Some(crate::cursor::MAX_CURSOR_LEN),
+        )),
+        (ParameterIn::Query, "q") => Some(
+            string(false)
+                .max_length(Some(crate::routes::customers::MAX_QUERY_CHARS))
+                .build()
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+fn problem(description: &str) -> Response {
+    let mut response = Response::new(description);
+    response.content.insert(
+        PROBLEM_JSON.to_owned(),
+        Content::new(Some(Ref::from_schema_name("Problem"))),
+    );
+    response
+}
+
+fn header(description: &str) -> Header {
+    let mut header = Header::new(string(false).build());
+    header.description = Some(description.to_owned());
+    header
+}
+
+fn is_secured(operation: &Operation) -> bool {
+    operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty())
+}
+
+fn body_types(body: Option<&RequestBody>) -> Vec<String> {
+    body.map(|b| b.content.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
+    let parameters: &mut Vec<Parameter> = operation.parameters.get_or_insert_with(Vec::new);
+    for parameter in parameters.iter_mut() {
+        if let Some(schema) = parameter_schema(&parameter.parameter_in, &parameter.name) {
+            parameter.schema = Some(schema);
+        }
+    }
+    let has_parameters = !parameters.is_empty();
+    let has_query = parameters
+        .iter()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+    if !has_parameters {
+        operation.parameters = None;
+    }
+    let has_body = !body_types(operation.request_body.as_ref()).is_empty();
+    let secured = is_secured(operation);
+    let responses = &mut operation.responses.responses;
+    if has_query {
+        let response = Response::new(
+            "The request line is longer than 64 KiB (answered by the HTTP layer, without a body).",
+        );
+        responses
+            .entry("414".to_owned())
+            .or_insert(RefOr::T(response));
+    }
+    let mut add = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(problem(description)));
+    };
+    if has_parameters || has_body {
+        add(
+            "400",
+            "Malformed request: a path, query or header value, or a body that is not valid JSON or multipart.",
+        );
+    }
+    if secured {
+        add(
+            "401",
+            "The Bearer access token is missing, invalid, expired or revoked.",
+        );
+    }
+    if has_body {
+        add("413", "The body is larger than the limit.");
+        add("415", "The body's Content-Type is not the one documented.");
+        add(
+            "422",
+            "The body is well-formed but invalid: unknown fields, wrong types or values (`errors` lists them).",
+        );
+    }
+    if method != "get" && path.starts_with("/v1/") && path != "/v1/auth/token" {
+        add(
+            "409",
+            "Conflict: the resource changed concurrently (retry), or the change contradicts its state.",
+        );
+    }
+    if path.starts_with("/v1/") || path == "/readyz" {
+        add(
+            "503",
+            "A store the request needs is unavailable, or the request timed out; retry after `Retry-After` seconds.",
+        );
+    }
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if response.description.is_empty() {
+            response.description = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("")
+                .to_owned();
+        }
+        // Error bodies are problem documents; a bodiless one (414 from the
+        // HTTP layer) stays bodiless.
+        if (status.starts_with('4') || status.starts_with('5')) && !response.content.is_empty() {
+            let schema = response
+                .content
+                .values()
+                .next()
+                .and_then(|c| c.schema.clone())
+                .unwrap_or_else(|| Ref::from_schema_name("Problem").into());
+
+            response.content.clear();
+            response
+                .content
+                .insert(PROBLEM_JSON.to_owned(), Content::new(Some(schema)));
+        }
+        match status.as_str() {
+            "401" => {
+                response.headers.insert(
+                    "WWW-Authenticate".to_owned(),
+                    header("`Bearer`: the scheme the route expects."),
+                );
+            }
+            "429" | "503" => {
+                response.headers.insert(
+                    "Retry-After".to_owned(),
+                    header("Seconds to wait before retrying."),
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Completes the document the handler annotations produce (see the module docs).
+pub fn complete(spec: &mut OpenApi) {
+    for (path, item) in spec.paths.paths.iter_mut() {
+        for (method, operation) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+            ("head", &mut item.head),
+            ("options", &mut item.options),
+            ("trace", &mut item.trace),
+        ] {
+            if let Some(operation) = operation {
+                complete_operation(path, method, operation);
+            }
+        }
+    }
+}

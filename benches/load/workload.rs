@@ -1,0 +1,374 @@
+//! What the clients do: sign up or log in, create customers, watch for them
+//! in the list, read pages. HTTP/1.1 keep-alive, authenticated.
+use domain::CompanyId;
+use futures::FutureExt;
+use projections::read::customers::{CustomerSort, ListQuery};
+use projections::read::Keyset;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+use crate::stats::{Op, Sample};
+
+#[derive(Clone)]
+pub struct Api {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+/// A logged-in admin of one company.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub token: String,
+    pub company_id: Uuid,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Self {
+            client,
+            base: base.to_owned(),
+        }
+    }
+
+    async fn company_of(&self, token: String) -> Tenant {
+        let company: Value = self
+            .client
+            .get(format!("{}/v1/company", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("GET /v1/company")
+            .json()
+            .await
+            .expect("company json");
+        let company_id = company["id"]
+            .as_str()
+            .and_then(|id| Uuid::parse_str(id).ok())
+            .expect("company id");
+        Tenant { token, company_id }
+    }
+
+    pub async fn signup(&self, label: &str) -> Tenant {
+        let unique = Uuid::new_v4().simple().to_string();
+        let response = self
+            .client
+            .post(format!("{}/v1/signup", self.base))
+            .json(&json!({
+                "company_name": format!("Bench {label}"),
+                "name": "Bench",
+                "email": format!("bench-{unique}@bench.example.com"),
+                "password": "bench-password-1",
+            }))
+            .send()
+            .await
+            .expect("POST /v1/signup");
+        assert_eq!(response.status().as_u16(), 201, "signup failed");
+        let body: Value = response.json().await.expect("signup json");
+        let token = body["access_token"].as_str().expect("token").to_owned();
+        self.company_of(token).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Tenant {
+        let response = self
+            .client
+            .post(format!("{}/v1/auth/token", self.base))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("POST /v1/auth/token");
+        assert_eq!(response.status().as_u16(), 200, "login of {email} failed");
+        let body: Value = response.json().await.expect("token json");
+        let token = body["access_token"].as_str().expect("token").to_owned();
+        self.company_of(token).await
+    }
+
+    async fn create(&self, tenant: &Tenant, body: &Value) -> bool {
+        match self
+            .client
+            .post(format!("{}/v1/customers", self.base))
+            .bearer_auth(&tenant.token)
+            .json(body)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let created = response.status().as_u16() == 201;
+                let _ = response.bytes().await;
+                created
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// GET `path` (with query); success is a 200 whose body was read.
+    pub async fn get_ok(&self, tenant: &Tenant, path_and_query: &str) -> bool {
+        match self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let ok = response.status().as_u16() == 200;
+                ok && response.bytes().await.is_ok()
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn get_json(&self, tenant: &Tenant, path_and_query: &str) -> Option<Value> {
+        let response = self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(&tenant.token)
+            .send()
+            .await
+            .ok()?;
+        if response.status().as_u16() != 200 {
+            return None;
+        }
+        response.json().await.ok()
+    }
+}
+
+fn customer_body(client: usize, n: u64, run: &str) -> Value {
+    json!({
+        "name": "Bench",
+        "surname": format!("Client{client}x{n}"),
+        "email": format!("c{client}.{n}.{run}@bench.example.com"),
+        "phone": "+34 600 000 000",
+    })
+}
+
+/// `POST /v1/customers`, spread over the tenants.
+pub fn create_customers(api: &Api, tenants: &[Tenant]) -> Op {
+    let api = api.clone();
+    let tenants = Arc::new(tenants.to_vec());
+    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    Arc::new(move |client, n| {
+        let api = api.clone();
+        let tenants = tenants.clone();
+        let body = customer_body(client, n, &run);
+        async move {
+            let tenant = &tenants[client % tenants.len()];
+            api.create(tenant, &body).await
+        }
+        .boxed()
+    })
+}
+
+/// Projection lag: writes at `rate` per second; for each, the time from its
+/// acknowledgement (and from sending it) until a list search finds it.
+pub async fn projection_lag(
+    api: &Api,
+    tenants: &[Tenant],
+    rate: f64,
+    window: Duration,
+) -> (Sample, Sample) {
+    let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(0.1));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut n = 0u64;
+    while start.elapsed() < window {
+        let api = api.clone();
+        let tenant = tenants[n as usize % tenants.len()].clone();
+        let word = format!("lag{run}x{n}");
+        let body =
+            json!({"name": "Lag", "surname": word, "email": format!("{word}@bench.example.com")});
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            if !api.create(&tenant, &body).await {
+                return None;
+            }
+            let acked = Instant::now();
+            let path = format!("/v1/customers?q={word}&limit=1");
+            while acked.elapsed() < Duration::from_secs(10) {
+                if let Some(page) = api.get_json(&tenant, &path).await {
+                    if page["items"]
+                        .as_array()
+                        .is_some_and(|items| !items.is_empty())
+                    {
+                        let visible = Instant::now();
+                        return Some((visible - acked, visible - sent));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            None
+        }));
+        n += 1;
+        tokio::time::sleep_until((start + interval * n as u32).into()).await;
+    }
+    let mut after_ack = Sample {
+        window,
+        ..Sample::default()
+    };
+    let mut after_send = after_ack.clone();
+    for task in tasks {
+        match task.await {
+            Ok(Some((from_ack, from_send))) => {
+                after_ack.latencies.push(from_ack);
+                after_send.latencies.push(from_send);
+            }
+            _ => {
+                after_ack.errors += 1;
+                after_send.errors += 1;
+            }
+        }
+    }
+    (after_ack, after_send)
+}
+
+/// One read scenario: a list request, the same for every tenant but its cursor.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub sort: &'static str,
+    pub search: Option<&'static str>,
+    /// Read the page after this many pages (0 = the first page).
+    pub depth: usize,
+}
+
+pub fn scenarios(deep_pages: usize) -> Vec<Scenario> {
+    let mut all = vec![];
+    for (label, sort) in [
+        ("created_desc", "-created_at"),
+        ("created_asc", "created_at"),
+        ("surname_asc", "surname"),
+        ("surname_desc", "-surname"),
+    ] {
+        all.push(Scenario {
+            name: format!("first_{label}"),
+            sort,
+            search: None,
+            depth: 0,
+        });
+        all.push(Scenario {
+            name: format!("deep_{label}"),
+            sort,
+            search: None,
+            depth: deep_pages,
+        });
+    }
+    all.push(Scenario {
+        name: "search_prefix".into(),
+        sort: "-created_at",
+        search: Some("mar"),
+        depth: 0,
+    });
+    all.push(Scenario {
+        name: "search_two_words".into(),
+        sort: "surname",
+        search: Some("mar gar"),
+        depth: 0,
+    });
+    all
+}
+
+const PAGE: i64 = 50;
+
+fn list_query(scenario: &Scenario, after: Option<Keyset>) -> ListQuery {
+    ListQuery {
+        sort: CustomerSort::parse(scenario.sort).expect("known sort"),
+        deleted: false,
+        search: scenario.search.map(str::to_owned),
+        after,
+        limit: PAGE,
+    }
+}
+
+/// Per tenant, the request path of `scenario` (walking the cursors for a deep page).
+pub async fn http_paths(api: &Api, tenants: &[Tenant], scenario: &Scenario) -> Vec<String> {
+    let mut paths = vec![];
+    for tenant in tenants {
+        let mut path = format!("/v1/customers?limit={PAGE}&sort={}", scenario.sort);
+        if let Some(q) = scenario.search {
+            path.push_str(&format!("&q={}", q.replace(' ', "+")));
+        }
+        let base = path.clone();
+        for _ in 0..scenario.depth {
+            let page = api.get_json(tenant, &path).await.expect("a page");
+            let cursor = page["next_cursor"]
+                .as_str()
+                .expect("a next page")
+                .to_owned();
+            path = format!("{base}&cursor={cursor}");
+        }
+        paths.push(path);
+    }
+    paths
+}
+
+/// Per tenant, the keyset of the same deep page read directly.
+pub async fn direct_keysets(
+    pool: &sqlx::AnyPool,
+    tenants: &[Tenant],
+    scenario: &Scenario,
+) -> Vec<Option<Keyset>> {
+    let mut keysets = vec![];
+    for tenant in tenants {
+        let mut after = None;
+        for _ in 0..scenario.depth {
+            let (_, next) = projections::read::customers::list(
+                pool,
+                CompanyId(tenant.company_id),
+                &list_query(scenario, after.clone()),
+            )
+            .await
+            .expect("direct page");
+            after = Some(next.expect("a next page"));
+        }
+        keysets.push(after);
+    }
+    keysets
+}
+
+pub fn http_read(api: &Api, tenants: &[Tenant], paths: Vec<String>) -> Op {
+    let api = api.clone();
+    let tenants = Arc::new(tenants.to_vec());
+    let paths = Arc::new(paths);
+    let turn = Arc::new(AtomicU64::new(0));
+    Arc::new(move |_, _| {
+        let api = api.clone();
+        let tenants = tenants.clone();
+        let paths = paths.clone();
+        let i = turn.fetch_add(1, Ordering::Relaxed) as usize % tenants.len();
+        async move { api.get_ok(&tenants[i], &paths[i]).await }.boxed()
+    })
+}
+
+/// The same query the server runs for the scenario, straight on the database.
+pub fn direct_read(
+    pool: &sqlx::AnyPool,
+    tenants: &[Tenant],
+    scenario: &Scenario,
+    keysets: Vec<Option<Keyset>>,
+) -> Op {
+    let pool = pool.clone();
+    let tenants = Arc::new(tenants.to_vec());
+    let keysets = Arc::new(keysets);
+    let scenario = scenario.clone();
+    let turn = Arc::new(AtomicU64::new(0));
+    Arc::new(move |_, _| {
+        let pool = pool.clone();
+        let i = turn.fetch_add(1, Ordering::Relaxed) as usize % tenants.len();
+        let company = CompanyId(tenants[i].company_id);
+        let query = list_query(&scenario, keysets[i].clone());
+        async move {
+            projections::read::customers::list(&pool, company, &query)
+                .await
+                .is_ok()
+        }
+        .boxed()
+    })
+}
