@@ -1,4 +1,4 @@
-//! The load driver: `cargo bench --bench load -- [--quick] [--out FILE]`.
+//! The load driver: `cargo bench --bench load -- [--quick] [--out FILE] [--only PART]`.
 //!
 //! Starts the release `crm` binary against fresh databases and measures, each
 //! time beside a baseline taken right before on the same Postgres:
@@ -115,9 +115,21 @@ async fn main() {
     let mut figures = Figures::default();
     let mut series = vec![];
 
-    full_stack_commands(&plan, &services, &mut figures, &mut series).await;
-    full_stack_reads(&plan, &services, &mut figures).await;
-    embedded(&plan, &mut figures, &mut series).await;
+    // `--only commands|reads|embedded` runs one part (for profiling).
+    let only = args
+        .windows(2)
+        .find(|w| w[0] == "--only")
+        .map(|w| w[1].clone());
+    let runs = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if runs("commands") {
+        full_stack_commands(&plan, &services, &mut figures, &mut series).await;
+    }
+    if runs("reads") {
+        full_stack_reads(&plan, &services, &mut figures).await;
+    }
+    if runs("embedded") {
+        embedded(&plan, &mut figures, &mut series).await;
+    }
     figures.figure(
         "suite_wall_time",
         started.elapsed().as_secs_f64(),
@@ -225,6 +237,20 @@ async fn full_stack_commands(
     for i in 0..4 {
         tenants.push(api.signup(&format!("commands {i}")).await);
     }
+    // BENCH_HOLD_SECS=n: first hold a 32-client load for n seconds, to
+    // attach a profiler to the printed pid.
+    if let Some(hold) = std::env::var("BENCH_HOLD_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        println!(
+            "holding a 32-client load on pid {} for {hold}s",
+            server.pid()
+        );
+        let op = workload::create_customers(&api, &tenants);
+        let sample = closed_loop(32, Duration::ZERO, Duration::from_secs(hold), op).await;
+        println!("held: {:.0} ops/s", sample.throughput());
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     figures.figure("rss_idle_start", server.rss_mib(), "MiB", None);
     let mut crm = vec![];
@@ -246,7 +272,10 @@ async fn full_stack_commands(
     series.push(points("POST /v1/customers (full stack)", &crm));
 
     let best = crm.iter().map(Sample::throughput).fold(0.0, f64::max);
-    let rate = best / 2.0;
+    let rate = std::env::var("BENCH_LAG_RATE")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok())
+        .unwrap_or(best / 2.0);
     figures.figure("lag_write_rate", rate, "writes/s", None);
     let probe = RssProbe::start(server.pid());
     let (after_ack, after_send) =

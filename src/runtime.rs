@@ -99,7 +99,8 @@ pub fn spawn_feeds(
             let jetstream = async_nats::jetstream::new(client.clone());
             if relay {
                 let relay = Relay::new(commands.db().clone(), jetstream.clone(), "main")
-                    .with_stream(stream.clone(), prefix.clone());
+                    .with_stream(stream.clone(), prefix.clone())
+                    .with_commit_signal(commands.commit_signal());
                 tasks.spawn(relay.run(shutdown.clone()));
             }
             if workers {

@@ -204,3 +204,49 @@ where
 }
 
 use serde::Deserialize;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_takes_entity_tags_and_bare_versions_only() {
+        assert_eq!(parse_if_match("*").unwrap(), None);
+        assert_eq!(parse_if_match("\"3\"").unwrap(), Some(3));
+        assert_eq!(parse_if_match("W/\"3\"").unwrap(), Some(3));
+        assert_eq!(parse_if_match(" 3 ").unwrap(), Some(3));
+        // Too large for any version: stale, never a crash or a wrap-around.
+        assert_eq!(
+            parse_if_match("\"99999999999999999999999\"").unwrap(),
+            Some(u64::MAX)
+        );
+        // The old parser stripped any number of `W/` and quotes, so these
+        // were versions; the spec's pattern says they are not.
+        for bad in [
+            "",
+            "\"\"",
+            "\"3",
+            "3\"",
+            "\"\"3\"\"",
+            "W/W/\"3\"",
+            "W/3",
+            "\"+3\"",
+            "\"-1\"",
+            "\"3\", \"4\"",
+            "\"0x10\"",
+            "garbage",
+        ] {
+            assert!(parse_if_match(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        assert_eq!(parse_idempotency_key(" k-1 ").unwrap(), "k-1");
+        assert!(parse_idempotency_key(&"k".repeat(255)).is_ok());
+        for bad in ["", "  ", "a b", "ключ", "a\tb"] {
+            assert!(parse_idempotency_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_idempotency_key(&"k".repeat(256)).is_err());
+    }
+}

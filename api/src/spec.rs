@@ -303,3 +303,84 @@ pub fn complete(spec: &mut OpenApi) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn spec() -> Value {
+        serde_json::to_value(crate::openapi()).expect("the spec serializes")
+    }
+
+    #[test]
+    fn every_error_is_a_problem_document_and_every_route_says_which() {
+        let spec = spec();
+        for (path, item) in spec["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("item") {
+                let responses = operation["responses"].as_object().expect("responses");
+                for (status, response) in responses {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let content = response["content"].as_object();
+                        if status != "414" {
+                            assert_eq!(
+                                content.map(|c| c.keys().cloned().collect::<Vec<_>>()),
+                                Some(vec!["application/problem+json".to_owned()]),
+                                "{method} {path} {status}"
+                            );
+                        }
+                    }
+                    assert!(
+                        response["description"]
+                            .as_str()
+                            .is_some_and(|d| !d.is_empty()),
+                        "{method} {path} {status} has no description"
+                    );
+                }
+                let secured = operation["security"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty());
+                if secured {
+                    assert!(responses.contains_key("401"), "{method} {path} 401");
+                }
+                if path.starts_with("/v1/") {
+                    assert!(responses.contains_key("400"), "{method} {path} 400");
+                    assert!(responses.contains_key("503"), "{method} {path} 503");
+                }
+                if operation.get("requestBody").is_some() {
+                    for status in ["413", "415", "422"] {
+                        assert!(responses.contains_key(status), "{method} {path} {status}");
+                    }
+                }
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    if parameter["in"] == "header" {
+                        assert!(
+                            parameter["schema"]["pattern"].is_string(),
+                            "{method} {path}: header {} has no syntax",
+                            parameter["name"]
+                        );
+                        assert_eq!(parameter["schema"]["type"], "string");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn text_fields_carry_the_parsers_rules() {
+        let spec = spec();
+        let schemas = &spec["components"]["schemas"];
+        let name = &schemas["CreateCustomer"]["properties"]["name"];
+        assert_eq!(name["pattern"], domain::values::PersonName::PATTERN);
+        assert_eq!(name["maxLength"], 200);
+        let required = schemas["CreateCustomer"]["required"]
+            .as_array()
+            .expect("required");
+        assert!(required.contains(&"name".into()) && required.contains(&"surname".into()));
+        assert_eq!(
+            schemas["UpdateCustomer"]["properties"]["email"]["pattern"],
+            domain::values::Email::PATTERN
+        );
+        assert_eq!(schemas["CreateCustomer"]["additionalProperties"], false);
+        assert_eq!(schemas["UploadForm"]["additionalProperties"], false);
+    }
+}

@@ -15,6 +15,7 @@
 //! - [`objects`]: the object store for photo bytes (S3 via `minio`, or local files).
 
 pub mod accounts;
+pub mod applied;
 pub mod context;
 pub mod db;
 pub mod error;

@@ -1,29 +1,72 @@
-//! Password hashing with argon2id. Hashing is deliberately slow, so it runs on
-//! the blocking pool, never on the async worker threads, and deliberately
-//! memory-hard (19 MiB each), so only a few run at once: the others wait
-//! their turn. Without the bound, a burst of logins (or signups) ran up to
-//! the blocking pool's 512 threads at once, ~10 GiB of hashing memory.
+//! Password hashing with argon2id. Hashing is deliberately slow and
+//! memory-hard (19 MiB each), so it runs on a small pool of its own threads,
+//! never on the async workers nor on tokio's blocking pool: at most
+//! [`hashing_threads`] hashes run at once and the others queue. It ran on the
+//! blocking pool before, unbounded: a burst of logins (all past the rate
+//! limiter before the first failure is counted) ran up to 512 hashes at once
+//! (~10 GiB), and every blocking thread that ever hashed kept its own malloc
+//! arena of hashing memory. Each of these threads keeps one buffer of
+//! hashing memory and reuses it (allocating 19 MiB per hash left the
+//! process's memory growing by that much per login for a while, malloc
+//! keeping the freed blocks), so hashing memory stays at threads x 19 MiB.
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{Output, ParamsString, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use domain::values::PasswordHash;
-use std::sync::{Arc, OnceLock};
-use tokio::sync::Semaphore;
+use std::cell::RefCell;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// The most hashes computed at once: twice the CPUs, at most 16.
-pub fn max_concurrent_hashes() -> usize {
+/// How many threads hash passwords: the CPUs, at least 2, at most 8.
+pub fn hashing_threads() -> usize {
     std::thread::available_parallelism()
-        .map(|n| n.get() * 2)
-        .unwrap_or(4)
-        .clamp(2, 16)
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
 }
 
-/// The permits a hash or a verification holds while it runs (on the blocking
-/// thread itself, so a request that gives up does not free its permit
-/// before the work it started is done).
-pub fn hashing_permits() -> &'static Arc<Semaphore> {
-    static PERMITS: OnceLock<Arc<Semaphore>> = OnceLock::new();
-    PERMITS.get_or_init(|| Arc::new(Semaphore::new(max_concurrent_hashes())))
+type Job = Box<dyn FnOnce() + Send>;
+
+fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
+    static POOL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..hashing_threads() {
+            let receiver = Arc::clone(&receiver);
+            let spawned = std::thread::Builder::new()
+                .name(format!("crm-argon2-{n}"))
+                .spawn(move || loop {
+                    let job = match receiver.lock() {
+                        Ok(receiver) => receiver.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::error!(%error, "cannot start a password hashing thread");
+            }
+        }
+        Mutex::new(sender)
+    })
+}
+
+/// Runs `work` on the hashing threads; `None` if they are gone. A job whose
+/// caller went away (a request that timed out) is skipped, not computed.
+pub async fn on_hashing_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        if !reply.is_closed() {
+            let _ = reply.send(work());
+        }
+    });
+    pool().lock().ok()?.send(job).ok()?;
+    answer.await.ok()
 }
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -34,42 +77,98 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$9N0Qrj1Ur7WfM4gRZr1R3M4a0bKqN0mW3mXl1l3b1DQ";
 
+/// The hashing memory of this thread, reused by every hash it computes.
+/// Parameters larger than four times the default get a buffer of their own.
+fn with_blocks<T>(count: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
+    thread_local! {
+        static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    }
+    if count > 4 * Params::DEFAULT_M_COST as usize {
+        return work(&mut vec![Block::default(); count]);
+    }
+    BLOCKS.with(|blocks| {
+        let mut blocks = blocks.borrow_mut();
+        if blocks.len() < count {
+            blocks.resize(count, Block::default());
+        }
+        work(&mut blocks[..count])
+    })
+}
+
+/// Argon2 of `password` with these settings, in this thread's buffer: what
+/// `PasswordHasher::hash_password` computes, without allocating the memory.
+fn compute<'a>(
+    password: &[u8],
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    salt: Salt<'a>,
+) -> argon2::password_hash::Result<argon2::PasswordHash<'a>> {
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let output = with_blocks(params.block_count(), |blocks| {
+        Output::init_with(output_len, |out| {
+            Ok(argon2.hash_password_into_with_memory(password, salt_bytes, out, blocks)?)
+        })
+    })?;
+    Ok(argon2::PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(version.into()),
+        params: ParamsString::try_from(&params)?,
+        salt: Some(salt),
+        hash: Some(output),
+    })
+}
+
 pub async fn hash(password: String) -> Result<PasswordHash, String> {
-    let permit = hashing_permits()
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+    on_hashing_thread(move || {
         let salt = SaltString::generate(&mut OsRng);
-        let phc = Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map_err(|e| e.to_string())?
-            .to_string();
+        let phc = compute(
+            password.as_bytes(),
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::default(),
+            salt.as_salt(),
+        )
+        .map_err(|e| e.to_string())?
+        .to_string();
         PasswordHash::from_phc(phc).map_err(|e| e.to_string())
     })
     .await
-    .map_err(|e| e.to_string())?
+    .unwrap_or_else(|| Err("the password hashing threads are gone".to_owned()))
+}
+
+/// Whether `password` matches the PHC string `phc` (constant-time compare).
+fn matches(password: &[u8], phc: &str) -> bool {
+    let Ok(parsed) = argon2::PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    compute(password, algorithm, version, params, salt)
+        .is_ok_and(|computed| computed.hash.as_ref() == Some(&expected))
 }
 
 /// Whether `password` matches `phc`; with `None` it spends the same effort on
 /// a decoy and answers `false`.
 pub async fn verify(password: String, phc: Option<String>) -> bool {
-    let Ok(permit) = hashing_permits().clone().acquire_owned().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+    on_hashing_thread(move || {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| DECOY_HASH.to_owned());
-        let Ok(parsed) = argon2::PasswordHash::new(&phc) else {
-            return false;
-        };
-        let matches = Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        known && matches
+        known & matches(password.as_bytes(), &phc)
     })
     .await
     .unwrap_or(false)
@@ -78,22 +177,69 @@ pub async fn verify(password: String, phc: Option<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     #[tokio::test]
-    async fn hashing_waits_for_a_permit() {
-        // Regression: nothing bounded concurrent argon2 runs (19 MiB each).
-        let all = hashing_permits()
-            .clone()
-            .acquire_many_owned(max_concurrent_hashes() as u32)
-            .await
-            .expect("permits");
-        let waiting =
-            tokio::time::timeout(Duration::from_millis(300), verify("password".into(), None)).await;
-        assert!(waiting.is_err(), "a verification ran without a permit");
-        drop(all);
+    async fn at_most_hashing_threads_run_at_once() {
+        // Regression: hashing ran on the blocking pool with no bound.
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static PEAK: AtomicUsize = AtomicUsize::new(0);
+        let jobs = (0..hashing_threads() * 3).map(|_| {
+            on_hashing_thread(|| {
+                let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                PEAK.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(30));
+                RUNNING.fetch_sub(1, Ordering::SeqCst);
+            })
+        });
+        for done in futures::future::join_all(jobs).await {
+            assert!(done.is_some());
+        }
+        let peak = PEAK.load(Ordering::SeqCst);
+        assert!(peak >= 1 && peak <= hashing_threads(), "peak {peak}");
+    }
+
+    #[test]
+    fn the_buffer_computes_what_the_argon2_crate_computes() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::generate(&mut OsRng);
+        let ours = compute(
+            b"correct horse",
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::default(),
+            salt.as_salt(),
+        )
+        .expect("hash")
+        .to_string();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .expect("hash")
+            .to_string();
+        assert_eq!(ours, theirs);
+        let parsed = argon2::PasswordHash::new(&theirs).expect("phc");
+        assert!(Argon2::default()
+            .verify_password(b"correct horse", &parsed)
+            .is_ok());
+        assert!(matches(b"correct horse", &theirs));
+        assert!(!matches(b"correct horsf", &theirs));
+        assert!(!matches(b"correct horse", "$argon2id$v=19$garbage"));
+        // Other parameters still verify (a bigger buffer, then reuse).
+        let params = Params::new(2 * Params::DEFAULT_M_COST, 1, 1, None).expect("params");
+        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"pw", &salt)
+            .expect("hash")
+            .to_string();
+        assert!(matches(b"pw", &other));
+        assert!(matches(b"correct horse", &theirs));
+    }
+
+    #[tokio::test]
+    async fn hashes_verify() {
         assert!(!verify("password".into(), None).await);
         let hash = hash("correct horse".into()).await.expect("hash");
         assert!(verify("correct horse".into(), Some(hash.as_str().to_owned())).await);
+        assert!(!verify("wrong horse".into(), Some(hash.as_str().to_owned())).await);
     }
 }

@@ -2,9 +2,11 @@
 //! a read that sends it back waits (bounded) until the read models have
 //! applied them. Checking is exact: each view row remembers its last sequence.
 use base64::Engine;
+use commands::applied::AppliedHub;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
 
 /// One thing a read must see.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,18 +145,76 @@ pub async fn wait_for(
     token: &ConsistencyToken,
     timeout: Duration,
 ) -> bool {
+    wait_for_signalled(pool, company, token, timeout, None).await
+}
+
+/// [`wait_for`] that also listens to what the views of this process apply
+/// (`applied`): a requirement met there needs no further read of the views.
+/// The views are still polled, for events applied by other processes: as
+/// [`wait_for`] does when no view of that type runs here, less often when
+/// one does.
+pub async fn wait_for_signalled(
+    pool: &AnyPool,
+    company: &str,
+    token: &ConsistencyToken,
+    timeout: Duration,
+    applied: Option<&AppliedHub>,
+) -> bool {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(2);
     for requirement in &token.0 {
+        // Subscribed before the first read, so nothing applied after it is missed.
+        let mut heard = applied.map(AppliedHub::subscribe);
+        if let Ok(true) = satisfied(pool, company, requirement).await {
+            continue;
+        }
+        let served = match requirement {
+            Requirement::Applied { t, .. } => applied.is_some_and(|hub| hub.serves(t)),
+            Requirement::PhotoSettled { .. } => false,
+        };
+        let mut pause = Duration::from_millis(if served { 10 } else { 2 });
+        let mut next_poll = Instant::now() + pause;
         loop {
-            if let Ok(true) = satisfied(pool, company, requirement).await {
-                break;
-            }
-            if Instant::now() + pause > deadline {
+            if next_poll > deadline {
                 return false;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(25));
+            let news = async {
+                match heard.as_mut() {
+                    Some(heard) => heard.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let look = tokio::select! {
+                news = news => match (news, requirement) {
+                    (Ok(batch), Requirement::Applied { t, id, s }) => {
+                        if batch.iter().any(|e| {
+                            e.aggregate_type == *t
+                                && e.aggregate_id == *id
+                                && e.company_id == company
+                                && e.sequence >= *s
+                        }) {
+                            break;
+                        }
+                        false
+                    }
+                    // Any application may settle a photo: look.
+                    (Ok(_), Requirement::PhotoSettled { .. }) => true,
+                    (Err(RecvError::Lagged(_)), _) => true,
+                    (Err(RecvError::Closed), _) => {
+                        heard = None;
+                        true
+                    }
+                },
+                _ = tokio::time::sleep_until(next_poll.into()) => {
+                    pause = (pause * 2).min(Duration::from_millis(25));
+                    next_poll = Instant::now() + pause;
+                    true
+                }
+            };
+            if look {
+                if let Ok(true) = satisfied(pool, company, requirement).await {
+                    break;
+                }
+            }
         }
     }
     true

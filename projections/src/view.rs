@@ -50,7 +50,9 @@ pub trait Projection: Send + Sync {
     /// The same view writing into other tables (a rebuild's shadow copy).
     fn with_suffix(&self, suffix: &str) -> Box<dyn Projection>;
     /// Writes the event, guarded by `last_seq`; returns the rows the guarded
-    /// write changed (0 means another writer got there first).
+    /// write changed (0 means another writer got there first, and then
+    /// nothing at all was changed). An aggregate's first event is an
+    /// `INSERT ... ON CONFLICT DO NOTHING`: drivers skip the guard read for it.
     async fn write(
         &self,
         conn: &mut AnyConnection,
@@ -121,6 +123,20 @@ pub async fn last_applied(
         .map(|v| v.unwrap_or(0))
 }
 
+/// The `last_seq` an event is checked against. An aggregate's first event
+/// needs no read: every view writes it as `INSERT ... ON CONFLICT DO
+/// NOTHING`, which changes nothing (a duplicate) when the row is there.
+async fn guard(
+    conn: &mut AnyConnection,
+    view: &dyn Projection,
+    event: &StoredEvent,
+) -> Result<i64, sqlx::Error> {
+    if event.sequence == 1 {
+        return Ok(0);
+    }
+    last_applied(conn, view.table(), &event.aggregate_id).await
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock
 /// up front (`BEGIN IMMEDIATE`): a deferred transaction that reads first
 /// cannot upgrade once another writer committed, and fails with "database
@@ -149,7 +165,7 @@ pub async fn apply(
         return Ok(Applied::Ignored);
     }
     let mut tx = begin_write(pool).await?;
-    let last = last_applied(&mut tx, view.table(), &event.aggregate_id).await?;
+    let last = guard(&mut tx, view, event).await?;
     let verdict = if event.sequence <= last {
         Applied::Duplicate
     } else if event.sequence > last + 1 {
@@ -167,6 +183,62 @@ pub async fn apply(
         tx.rollback().await?;
     }
     Ok(verdict)
+}
+
+/// [`apply`] for a run of events in delivery order, in one transaction (one
+/// commit for the run): each event gets the verdict `apply` would give it.
+/// A database error or an unreadable event rolls the whole run back.
+pub async fn apply_batch(
+    pool: &AnyPool,
+    view: &dyn Projection,
+    events: &[StoredEvent],
+) -> Result<Vec<Applied>, ProjectionError> {
+    let mut verdicts = Vec::with_capacity(events.len());
+    let mut tx = begin_write(pool).await?;
+    // The last_seq of rows this run already read or wrote.
+    let mut known: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    for event in events {
+        if event.aggregate_type != view.aggregate_type() {
+            verdicts.push(Applied::Ignored);
+            continue;
+        }
+        let id = event.aggregate_id.as_str();
+        let last = match known.get(id) {
+            Some(last) => *last,
+            None => guard(&mut tx, view, event).await?,
+        };
+        let verdict = if event.sequence <= last {
+            Applied::Duplicate
+        } else if event.sequence > last + 1 {
+            Applied::NotYet
+        } else if view.write(&mut tx, event).await? == 0 {
+            Applied::Duplicate
+        } else {
+            Applied::Applied
+        };
+        match verdict {
+            Applied::Applied => {
+                known.insert(id, event.sequence);
+            }
+            // Another writer got there: read the row again if it comes up.
+            Applied::Duplicate if event.sequence > last => {
+                known.remove(id);
+            }
+            _ => {
+                known.insert(id, last);
+            }
+        }
+        verdicts.push(verdict);
+    }
+    let applied = verdicts.iter().filter(|v| **v == Applied::Applied).count();
+    if applied > 0 {
+        tx.commit().await?;
+        metrics::counter!("crm_projection_events_total", "projection" => view.name())
+            .increment(applied as u64);
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(verdicts)
 }
 
 /// The event's time as stored text: projections use event time, never

@@ -21,21 +21,35 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // What an HTTP header value can carry, trimmed as the extractor does.
-    if !text.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+    if !text
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
         return;
     }
     let value = text.trim_matches(|c| c == ' ' || c == '\t');
     let (if_match, key) = patterns();
     let parsed = api::extract::parse_if_match(value);
-    assert_eq!(parsed.is_ok(), if_match.is_match(value), "If-Match {value:?}");
+    assert_eq!(
+        parsed.is_ok(),
+        if_match.is_match(value),
+        "If-Match {value:?}"
+    );
     if let Ok(Some(version)) = parsed {
         if version < u64::MAX {
             let etag = format!("\"{version}\"");
-            assert_eq!(api::extract::parse_if_match(&etag).ok(), Some(Some(version)));
+            assert_eq!(
+                api::extract::parse_if_match(&etag).ok(),
+                Some(Some(version))
+            );
         }
     }
     let parsed = api::extract::parse_idempotency_key(value);
-    assert_eq!(parsed.is_ok(), key.is_match(value), "Idempotency-Key {value:?}");
+    assert_eq!(
+        parsed.is_ok(),
+        key.is_match(value),
+        "Idempotency-Key {value:?}"
+    );
     if let Ok(parsed) = parsed {
         assert_eq!(parsed, value);
     }

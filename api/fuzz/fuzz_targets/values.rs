@@ -61,13 +61,41 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(role) = Role::parse(text) {
         assert_eq!(role.as_str(), text);
     }
-    agrees(&p.text, PersonName::MAX_CHARS, text, PersonName::parse(text).is_ok(), "name");
-    agrees(&p.text, Notes::MAX_CHARS, text, Notes::parse(text).is_ok(), "notes");
-    agrees(&p.email, Email::MAX_CHARS, text, Email::parse(text).is_ok(), "email");
-    agrees(&p.phone, Phone::MAX_CHARS, text, Phone::parse(text).is_ok(), "phone");
+    agrees(
+        &p.text,
+        PersonName::MAX_CHARS,
+        text,
+        PersonName::parse(text).is_ok(),
+        "name",
+    );
+    agrees(
+        &p.text,
+        Notes::MAX_CHARS,
+        text,
+        Notes::parse(text).is_ok(),
+        "notes",
+    );
+    agrees(
+        &p.email,
+        Email::MAX_CHARS,
+        text,
+        Email::parse(text).is_ok(),
+        "email",
+    );
+    agrees(
+        &p.phone,
+        Phone::MAX_CHARS,
+        text,
+        Phone::parse(text).is_ok(),
+        "phone",
+    );
 
     let folded = fold_text(text);
-    assert_eq!(fold_text(&folded), folded, "folding {text:?} twice changed it");
+    assert_eq!(
+        fold_text(&folded),
+        folded,
+        "folding {text:?} twice changed it"
+    );
     for word in search_words(text) {
         assert!(word.chars().all(char::is_alphanumeric));
         assert_eq!(

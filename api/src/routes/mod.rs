@@ -3,7 +3,7 @@
 //! from the same list.
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use projections::consistency::{wait_for, ConsistencyToken};
+use projections::consistency::{wait_for_signalled, ConsistencyToken};
 use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -164,11 +164,12 @@ impl AppState {
     pub async fn await_token(&self, company: CompanyId, token: Option<&ConsistencyToken>) -> bool {
         match token {
             Some(token) => {
-                !wait_for(
+                !wait_for_signalled(
                     self.pool(),
                     &company.to_string(),
                     token,
                     self.settings.consistency_wait,
+                    Some(self.commands.applied()),
                 )
                 .await
             }

@@ -7,8 +7,10 @@
 //! - [`relay`] + [`worker`]: full stack; the relay publishes committed events
 //!   to NATS JetStream, workers consume them with durable consumers.
 use async_trait::async_trait;
+use commands::applied::{AppliedEvent, AppliedHub};
 use commands::events::StoredEvent;
 use sqlx::AnyPool;
+use std::sync::Arc;
 
 use crate::view::{self, Applied, Projection, ProjectionError};
 
@@ -33,17 +35,31 @@ pub trait Handler: Send + Sync {
     /// The aggregate type whose events it wants.
     fn aggregate_type(&self) -> &str;
     async fn handle(&self, event: &StoredEvent) -> Handled;
+    /// A run of events in delivery order, one verdict each. The default
+    /// hands them over one by one; a view applies the run in one transaction.
+    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Handled> {
+        let mut verdicts = Vec::with_capacity(events.len());
+        for event in events {
+            verdicts.push(self.handle(event).await);
+        }
+        verdicts
+    }
 }
 
 /// A view as a handler.
 pub struct ViewHandler {
     pool: AnyPool,
     view: Box<dyn Projection>,
+    applied: Option<Arc<AppliedHub>>,
 }
 
 impl ViewHandler {
     pub fn new(pool: AnyPool, view: Box<dyn Projection>) -> Self {
-        Self { pool, view }
+        Self {
+            pool,
+            view,
+            applied: None,
+        }
     }
 }
 
@@ -59,11 +75,84 @@ impl Handler for ViewHandler {
 
     async fn handle(&self, event: &StoredEvent) -> Handled {
         match view::apply(&self.pool, self.view.as_ref(), event).await {
-            Ok(Applied::Applied | Applied::Duplicate | Applied::Ignored) => Handled::Done,
-            Ok(Applied::NotYet) => Handled::RetryLater("its predecessor is not applied yet".into()),
+            Ok(applied) => {
+                if applied == Applied::Applied {
+                    self.signal_applied(std::iter::once(event));
+                }
+                handled(applied)
+            }
             Err(ProjectionError::Database(e)) => Handled::RetryLater(e.to_string()),
             Err(e @ ProjectionError::BadEvent(..)) => Handled::Poison(e.to_string()),
         }
+    }
+
+    async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Handled> {
+        if events.len() < 2 {
+            let mut verdicts = Vec::with_capacity(1);
+            for event in events {
+                verdicts.push(self.handle(event).await);
+            }
+            return verdicts;
+        }
+        match view::apply_batch(&self.pool, self.view.as_ref(), events).await {
+            Ok(applied) => {
+                self.signal_applied(
+                    events
+                        .iter()
+                        .zip(&applied)
+                        .filter(|(_, a)| **a == Applied::Applied)
+                        .map(|(event, _)| event),
+                );
+                applied.into_iter().map(handled).collect()
+            }
+            Err(ProjectionError::Database(e)) => {
+                vec![Handled::RetryLater(e.to_string()); events.len()]
+            }
+            // Nothing was committed: one by one, so only that event is parked.
+            Err(ProjectionError::BadEvent(..)) => {
+                let mut verdicts = Vec::with_capacity(events.len());
+                for event in events {
+                    verdicts.push(self.handle(event).await);
+                }
+                verdicts
+            }
+        }
+    }
+}
+
+impl ViewHandler {
+    /// Tells this process's read-your-writes waits (see
+    /// [`commands::Commands::applied`]) what was applied, if it has them.
+    fn signal_applied<'a>(&self, events: impl Iterator<Item = &'a StoredEvent>) {
+        if let Some(hub) = &self.applied {
+            hub.publish(
+                events
+                    .map(|event| AppliedEvent {
+                        company_id: event
+                            .meta(commands::context::META_COMPANY_ID)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        aggregate_type: event.aggregate_type.clone(),
+                        aggregate_id: event.aggregate_id.clone(),
+                        sequence: event.sequence,
+                    })
+                    .collect(),
+            );
+        }
+    }
+
+    /// Publishes what this view applies on `hub`.
+    pub fn with_applied_hub(mut self, hub: Arc<AppliedHub>) -> Self {
+        hub.serve(self.view.aggregate_type());
+        self.applied = Some(hub);
+        self
+    }
+}
+
+fn handled(applied: Applied) -> Handled {
+    match applied {
+        Applied::Applied | Applied::Duplicate | Applied::Ignored => Handled::Done,
+        Applied::NotYet => Handled::RetryLater("its predecessor is not applied yet".into()),
     }
 }
 
@@ -72,7 +161,11 @@ pub fn all_handlers(commands: &commands::Commands) -> Vec<Box<dyn Handler>> {
     let pool = commands.db().any.clone();
     let mut handlers: Vec<Box<dyn Handler>> = crate::views::all()
         .into_iter()
-        .map(|view| Box::new(ViewHandler::new(pool.clone(), view)) as Box<dyn Handler>)
+        .map(|view| {
+            let handler =
+                ViewHandler::new(pool.clone(), view).with_applied_hub(commands.applied().clone());
+            Box::new(handler) as Box<dyn Handler>
+        })
         .collect();
     handlers.push(Box::new(crate::policy::PhotoAttachPolicy::new(
         commands.clone(),

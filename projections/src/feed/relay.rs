@@ -18,8 +18,9 @@ use commands::events::{read_committed_after, Checkpoint, StoredEvent};
 use commands::Db;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, PgPool, Row};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 pub const STREAM: &str = "CRM_EVENTS";
 pub const SUBJECT_PREFIX: &str = "crm.events";
@@ -184,6 +185,9 @@ pub struct Relay {
     name: String,
     stream: String,
     subject_prefix: String,
+    /// Commits of this process: [`Relay::run`] wakes on them instead of
+    /// waiting for its next poll.
+    commit_signal: Option<Arc<Notify>>,
 }
 
 impl Relay {
@@ -195,7 +199,15 @@ impl Relay {
             name: name.into(),
             stream: STREAM.to_owned(),
             subject_prefix: SUBJECT_PREFIX.to_owned(),
+            commit_signal: None,
         }
+    }
+
+    /// Wakes on `signal` (the executor's commit signal, when the writers
+    /// run in this process) as well as every poll interval.
+    pub fn with_commit_signal(mut self, signal: Arc<Notify>) -> Self {
+        self.commit_signal = Some(signal);
+        self
     }
 
     /// Publishes to another stream and subject prefix.
@@ -262,16 +274,31 @@ impl Relay {
     /// caller should hold the [`Lease`] ([`Relay::run`] does); without it,
     /// two relays only publish duplicates, which JetStream drops.
     pub async fn publish_next_batch(&self) -> Result<usize, RelayError> {
+        self.publish_after(None)
+            .await
+            .map(|(published, _)| published)
+    }
+
+    /// [`Relay::publish_next_batch`] from a checkpoint the caller remembers
+    /// (`None`: read the stored one). Returns how many events it published
+    /// and the checkpoint after them.
+    async fn publish_after(
+        &self,
+        known: Option<Checkpoint>,
+    ) -> Result<(usize, Checkpoint), RelayError> {
         // Fail fast: a disconnected client would queue the messages and
         // time out on every ack instead.
         if !bus_ready(&self.jetstream.client()).await {
             return Err(RelayError::BusDown);
         }
-        let after = self.checkpoint().await?;
+        let after = match known {
+            Some(at) => at,
+            None => self.checkpoint().await?,
+        };
         let events = read_committed_after(&self.db, after, BATCH as i64).await?;
         metrics::gauge!("crm_relay_lag_events").set(events.len() as f64);
         let Some(last) = events.last() else {
-            return Ok(0);
+            return Ok((0, after));
         };
 
         let mut acks = Vec::with_capacity(events.len());
@@ -300,7 +327,7 @@ impl Relay {
         metrics::counter!("crm_relay_published_total").increment(fresh);
         metrics::counter!("crm_relay_duplicates_total").increment(events.len() as u64 - fresh);
         tracing::debug!(relay = %self.name, events = events.len(), duplicates = events.len() as u64 - fresh, "published");
-        Ok(events.len())
+        Ok((events.len(), last.checkpoint()))
     }
 
     /// Publishes until `shutdown` turns true, while holding the lease; waits
@@ -312,6 +339,9 @@ impl Relay {
         let mut last_check = Instant::now();
         let mut stream_ready = false;
         let mut backoff = MIN_BACKOFF;
+        // Where this relay is, while it holds the lease (its own writes are
+        // the only ones that move the stored checkpoint then).
+        let mut position: Option<Checkpoint> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -348,6 +378,7 @@ impl Relay {
                         tracing::info!(relay = %self.name, "holding the relay lease");
                         lease = Some(acquired);
                         last_check = Instant::now();
+                        position = None;
                     }
                     Ok(None) => {
                         if pause(&mut shutdown, LEASE_RETRY).await {
@@ -377,17 +408,32 @@ impl Relay {
                     }
                 }
             }
-            match self.publish_next_batch().await {
-                Ok(n) => {
+            // Listening before the step, so a commit during it is not missed.
+            let committed = self.commit_signal.as_deref().map(Notify::notified);
+            let mut committed = std::pin::pin!(committed);
+            if let Some(committed) = committed.as_mut().as_pin_mut() {
+                committed.enable();
+            }
+            match self.publish_after(position).await {
+                Ok((n, at)) => {
+                    position = Some(at);
                     backoff = MIN_BACKOFF;
                     if n == BATCH {
                         continue;
                     }
-                    if pause(&mut shutdown, POLL).await {
-                        break;
+                    let woken = async {
+                        match committed.as_mut().as_pin_mut() {
+                            Some(committed) => committed.await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = woken => {}
+                        stop = pause(&mut shutdown, POLL) => if stop { break },
                     }
                 }
                 Err(error) => {
+                    position = None;
                     tracing::warn!(relay = %self.name, %error, "relay will retry");
                     // The stream may have been deleted: check it again.
                     stream_ready = false;

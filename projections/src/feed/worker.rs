@@ -14,7 +14,7 @@
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{AckKind, Context, Message};
 use commands::events::StoredEvent;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::AnyPool;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
@@ -190,17 +190,66 @@ impl Worker {
             .map_err(nats("pulling messages"))?;
         let mut processed = 0;
         while let Some(message) = messages.next().await {
-            let message = message.map_err(nats("receiving a message"))?;
-            self.settle(&message).await;
-            processed += 1;
+            // Whatever else has already arrived is handled with it, as one
+            // group (one transaction for a view): under load that is one
+            // commit for many events instead of one each.
+            let mut group = vec![message.map_err(nats("receiving a message"))?];
+            let mut failed = None;
+            while group.len() < max {
+                match messages.next().now_or_never() {
+                    Some(Some(Ok(message))) => group.push(message),
+                    Some(Some(Err(error))) => {
+                        failed = Some(error);
+                        break;
+                    }
+                    Some(None) | None => break,
+                }
+            }
+            processed += group.len();
+            self.settle_group(&group).await;
+            if let Some(error) = failed {
+                return Err(nats("receiving a message")(error));
+            }
         }
         Ok(processed)
+    }
+
+    /// [`Worker::settle`] for several messages: the handler gets the events
+    /// as one run, and the acks go out together.
+    async fn settle_group(&self, messages: &[Message]) {
+        if let [message] = messages {
+            return self.settle(message).await;
+        }
+        let mut events = Vec::with_capacity(messages.len());
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
+            if let Some((event, delivered)) = self.decode(message).await {
+                events.push(event);
+                deliveries.push((message, delivered));
+            }
+        }
+        let verdicts = self.handler.handle_batch(&events).await;
+        let acks = deliveries.iter().zip(&events).zip(verdicts).map(
+            |(((message, delivered), event), verdict)| {
+                self.conclude(message, event, *delivered, verdict)
+            },
+        );
+        futures::future::join_all(acks).await;
     }
 
     /// Hands one message to the handler and tells JetStream the outcome. An
     /// ack that fails is only logged: the message comes back after ack_wait,
     /// and handlers are idempotent.
     async fn settle(&self, message: &Message) {
+        if let Some((event, delivered)) = self.decode(message).await {
+            let verdict = self.handler.handle(&event).await;
+            self.conclude(message, &event, delivered, verdict).await;
+        }
+    }
+
+    /// The event in a message and how often it was delivered; a message that
+    /// is not an event is given up on here (`None`).
+    async fn decode(&self, message: &Message) -> Option<(StoredEvent, i64)> {
         let handler = self.handler.name();
         let (delivered, stream_sequence) = message
             .info()
@@ -210,8 +259,8 @@ impl Worker {
             metrics::counter!("crm_worker_redeliveries_total", "handler" => handler.to_owned())
                 .increment(1);
         }
-        let event: StoredEvent = match serde_json::from_slice(&message.payload) {
-            Ok(event) => event,
+        match serde_json::from_slice(&message.payload) {
+            Ok(event) => Some((event, delivered)),
             Err(error) => {
                 // Not an event at all: no retry can help. Park what we know of
                 // it so it is visible, then drop it.
@@ -229,14 +278,25 @@ impl Worker {
                 let reason =
                     format!("undecodable message at stream sequence {stream_sequence}: {error}");
                 self.give_up(message, &stand_in, &reason, delivered).await;
-                return;
+                None
             }
-        };
-        let outcome = match self.handler.handle(&event).await {
+        }
+    }
+
+    /// Tells JetStream what the handler made of the event.
+    async fn conclude(
+        &self,
+        message: &Message,
+        event: &StoredEvent,
+        delivered: i64,
+        verdict: Handled,
+    ) {
+        let handler = self.handler.name();
+        let outcome = match verdict {
             Handled::Done => message.double_ack().await,
             Handled::RetryLater(reason) if delivered >= MAX_DELIVER - 1 => {
                 let reason = format!("still failing after {delivered} deliveries: {reason}");
-                self.give_up(message, &event, &reason, delivered).await;
+                self.give_up(message, event, &reason, delivered).await;
                 return;
             }
             Handled::RetryLater(reason) => {
@@ -245,7 +305,7 @@ impl Worker {
                 message.ack_with(AckKind::Nak(Some(delay))).await
             }
             Handled::Poison(reason) => {
-                self.give_up(message, &event, &reason, delivered).await;
+                self.give_up(message, event, &reason, delivered).await;
                 return;
             }
         };

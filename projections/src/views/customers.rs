@@ -131,13 +131,17 @@ impl Projection for CustomersView {
                     .execute(&mut *conn)
                     .await?
                     .rows_affected();
-                let searchable = Searchable {
-                    name: name.as_str().to_owned(),
-                    surname: surname.as_str().to_owned(),
-                    email: email.map(|e| e.as_str().to_owned()),
-                };
-                self.replace_words(conn, id, &company_id.to_string(), &searchable)
-                    .await?;
+                // Only a row this write created gets words (a duplicate
+                // changes nothing); a new row has none to delete first.
+                if changed == 1 {
+                    let searchable = Searchable {
+                        name: name.as_str().to_owned(),
+                        surname: surname.as_str().to_owned(),
+                        email: email.map(|e| e.as_str().to_owned()),
+                    };
+                    self.insert_words(conn, id, &company_id.to_string(), &searchable)
+                        .await?;
+                }
                 changed
             }
             CustomerEvent::CustomerDetailsChanged { change, by } => {
@@ -267,6 +271,18 @@ impl CustomersView {
             .bind(customer_id)
             .execute(&mut *conn)
             .await?;
+        self.insert_words(conn, customer_id, company_id, searchable)
+            .await
+    }
+
+    async fn insert_words(
+        &self,
+        conn: &mut AnyConnection,
+        customer_id: &str,
+        company_id: &str,
+        searchable: &Searchable,
+    ) -> Result<(), sqlx::Error> {
+        let words = &self.words;
         let words_of = searchable.words();
         if words_of.is_empty() {
             return Ok(());
