@@ -11,7 +11,8 @@
 # into a venv under ~/.cache). Starts its own embedded-mode server on a free
 # port with a fresh data directory, and stops it at the end. Settings that
 # the spec cannot express (opaque cursors and consistency tokens, semantic
-# 412s, soft delete) are in tests/schemathesis.toml, each with its reason.
+# 412s, uploads judged by their bytes) are in tests/schemathesis.toml, each
+# with its reason. Results and history: reliability-hostile.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,19 +26,24 @@ WORKERS="${WORKERS:-2}"
 REPORT_DIR="${REPORT_DIR:-${TMPDIR:-/tmp}/crm-schemathesis-report}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
-# A Python that schemathesis supports (3.11.7's ast module crashes inside
-# hypothesis under load; prefer a newer one when there is one).
+# A Python that schemathesis supports, 3.12+ preferred: under load, 3.11.7's
+# ast module crashed inside hypothesis ("AST constructor recursion depth
+# mismatch"). pyenv shims of versions that are not active exist but fail,
+# so each candidate is run before it is chosen.
 pick_python() {
-    for candidate in python3.13 python3.12 python3; do
-        if command -v "$candidate" >/dev/null 2>&1; then
+    local candidate
+    for candidate in python3.13 python3.12 "$HOME"/.pyenv/versions/3.13*/bin/python3 \
+        "$HOME"/.pyenv/versions/3.12*/bin/python3 python3; do
+        if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1; then
             echo "$candidate"
             return
         fi
     done
-    for candidate in "$HOME"/.pyenv/versions/3.1[23]*/bin/python3; do
-        [ -x "$candidate" ] && { echo "$candidate"; return; }
-    done
-    echo "no python3 found" >&2
+    if python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' >/dev/null 2>&1; then
+        echo python3
+        return
+    fi
+    echo "schemathesis needs Python 3.10 or newer" >&2
     exit 2
 }
 
