@@ -151,11 +151,7 @@ impl Projection for CustomersView {
             }
             CustomerEvent::CustomerPhotoAttached { photo_id, by, .. } => {
                 sqlx::query(&guarded("photo_id = $6"))
-                    .bind(by.to_string())
-                    .bind(&at)
-                    .bind(seq)
-                    .bind(id)
-                    .bind(seq - 1)
+                    .bind_guard(by, &at, seq, id)
                     .bind(photo_id.to_string())
                     .execute(&mut *conn)
                     .await?
@@ -163,33 +159,21 @@ impl Projection for CustomersView {
             }
             CustomerEvent::CustomerPhotoDetached { by, .. } => {
                 sqlx::query(&guarded("photo_id = NULL"))
-                    .bind(by.to_string())
-                    .bind(&at)
-                    .bind(seq)
-                    .bind(id)
-                    .bind(seq - 1)
+                    .bind_guard(by, &at, seq, id)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected()
             }
             CustomerEvent::CustomerDeleted { by } => {
                 sqlx::query(&guarded("deleted = 1, deleted_at = $2"))
-                    .bind(by.to_string())
-                    .bind(&at)
-                    .bind(seq)
-                    .bind(id)
-                    .bind(seq - 1)
+                    .bind_guard(by, &at, seq, id)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected()
             }
             CustomerEvent::CustomerRestored { by } => {
                 sqlx::query(&guarded("deleted = 0, deleted_at = NULL"))
-                    .bind(by.to_string())
-                    .bind(&at)
-                    .bind(seq)
-                    .bind(id)
-                    .bind(seq - 1)
+                    .bind_guard(by, &at, seq, id)
                     .execute(&mut *conn)
                     .await?
                     .rows_affected()
@@ -301,5 +285,22 @@ impl CustomersView {
         }
         query.execute(&mut *conn).await?;
         Ok(())
+    }
+}
+
+/// Binds the parameters every guarded customer update shares:
+/// `$1` updated_by, `$2` updated_at, `$3` the new `last_seq`, `$4` the id,
+/// `$5` the `last_seq` the row must have now.
+trait BindGuard<'q> {
+    fn bind_guard(self, by: domain::UserId, at: &'q str, seq: i64, id: &'q str) -> Self;
+}
+
+impl<'q> BindGuard<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    fn bind_guard(self, by: domain::UserId, at: &'q str, seq: i64, id: &'q str) -> Self {
+        self.bind(by.to_string())
+            .bind(at)
+            .bind(seq)
+            .bind(id)
+            .bind(seq - 1)
     }
 }
