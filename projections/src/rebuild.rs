@@ -257,6 +257,51 @@ async fn replay(
     }
 }
 
+/// Builds the shadow's deferred keys and indexes over the loaded rows, then
+/// gives the planner the shadow's statistics, so the first reads after the
+/// swap plan as well as on the live table. On Postgres the index builds may
+/// run past the session's `statement_timeout` (meant for requests, not for
+/// sorting a million rows) and get more sort memory than a request.
+async fn finish_shadow(
+    db: &Db,
+    conn: &mut AnyConnection,
+    deferred: &[String],
+    shadow_tables: &[String],
+) -> Result<(), sqlx::Error> {
+    if db.dialect() != Dialect::Postgres {
+        for statement in deferred {
+            sqlx::query(statement).execute(&mut *conn).await?;
+        }
+        return Ok(());
+    }
+    sqlx::query("BEGIN").execute(&mut *conn).await?;
+    let built = async {
+        sqlx::query("SET LOCAL statement_timeout = 0")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+            .execute(&mut *conn)
+            .await?;
+        for statement in deferred {
+            sqlx::query(statement).execute(&mut *conn).await?;
+        }
+        for table in shadow_tables {
+            sqlx::query(&format!("ANALYZE {table}"))
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    }
+    .await;
+    match built {
+        Ok(()) => sqlx::query("COMMIT").execute(&mut *conn).await.map(drop),
+        Err(error) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(error)
+        }
+    }
+}
+
 /// Rebuilds `view` (by name) and swaps it in; `show_progress` draws a bar.
 pub async fn rebuild(
     db: &Db,
@@ -292,9 +337,7 @@ pub async fn rebuild(
     // was committed meanwhile.
     let until = committed_head(db).await?;
     let mut events = replay_in_bulk(db, &mut conn, shadow.as_ref(), until, &progress).await?;
-    for statement in &deferred {
-        sqlx::query(statement).execute(&mut *conn).await?;
-    }
+    finish_shadow(db, &mut conn, &deferred, &shadow.tables()).await?;
     let (checkpoint, caught_up) = replay(db, &mut conn, shadow.as_ref(), until, &progress).await?;
     events += caught_up;
 

@@ -44,16 +44,21 @@ async fn count_after(db: &Db, after: Checkpoint) -> Result<i64, sqlx::Error> {
         .await
 }
 
-/// Publishes the status as metrics: lag per feed, parked events.
+/// Publishes the status as metrics: lag per feed, parked events. Every
+/// serving process runs this every few seconds, so it skips the count of the
+/// whole store that the CLI's status prints.
 pub async fn export_metrics(db: &Db) -> Result<(), sqlx::Error> {
-    let status = status(db).await?;
-    for feed in &status.feeds {
+    let feeds = feeds(db).await?;
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM parked_events")
+        .fetch_one(&db.any)
+        .await?;
+    for feed in &feeds {
         metrics::gauge!("crm_projection_lag_events", "feed" => feed.name.clone())
             .set(feed.lag_events as f64);
         metrics::gauge!("crm_projection_lag_seconds", "feed" => feed.name.clone())
             .set(feed.lag_seconds.unwrap_or(0.0));
     }
-    metrics::gauge!("crm_parked_events").set(status.parked.len() as f64);
+    metrics::gauge!("crm_parked_events").set(parked as f64);
     Ok(())
 }
 
@@ -75,8 +80,8 @@ async fn feed_status(db: &Db, name: &str, after: Checkpoint) -> Result<FeedStatu
     })
 }
 
-pub async fn status(db: &Db) -> Result<Status, sqlx::Error> {
-    let (events_in_store, _) = head(db).await?;
+/// Where each checkpointed feed is, and how far behind the store.
+async fn feeds(db: &Db) -> Result<Vec<FeedStatus>, sqlx::Error> {
     let mut feeds = vec![];
     for row in sqlx::query("SELECT name, position FROM projection_checkpoints ORDER BY name")
         .fetch_all(&db.any)
@@ -106,6 +111,12 @@ pub async fn status(db: &Db) -> Result<Status, sqlx::Error> {
             feeds.push(feed_status(db, &format!("relay ({name})"), checkpoint).await?);
         }
     }
+    Ok(feeds)
+}
+
+pub async fn status(db: &Db) -> Result<Status, sqlx::Error> {
+    let (events_in_store, _) = head(db).await?;
+    let feeds = feeds(db).await?;
     let parked = sqlx::query(
         "SELECT projection, aggregate_type, aggregate_id, sequence, error, parked_at FROM parked_events ORDER BY parked_at",
     )
