@@ -193,7 +193,8 @@ fn notes() -> Vec<String> {
          to JetStream, the projection worker and the customer read the response carries.",
         "`POST /v1/customers` answers once its own view row is applied (read-your-writes is part \
          of the write), so `lag_ack_to_visible` is about one list read; `lag_send_to_visible` is \
-         the whole way from sending the write to finding it with `?q=`.",
+         the whole way from sending the write to seeing it on the list's first page. The writes \
+         are open-loop: a fixed rate, whatever the latency.",
         "Durability is as configured: Postgres `synchronous_commit=on`, `fsync=on`; JetStream \
          publishes wait for their acks. The local NATS server runs with its default sync \
          interval (docker-compose.yml sets `sync_interval: always`).",

@@ -30,7 +30,38 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(url) = self.database_url.take() {
+            drop_database(url);
+        }
     }
+}
+
+/// Drops a test's database once its server is gone, so repeated runs do not
+/// pile databases up. `Drop` cannot await, and the test's runtime may be
+/// shutting down: a thread with a runtime of its own does it.
+fn drop_database(url: String) {
+    use sqlx::Connection;
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
+    let name = name.split('?').next().unwrap_or_default().to_owned();
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin_database_url())
+                .await
+                .ok()?;
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .ok()
+        })
+    });
+    let _ = dropped.join();
 }
 
 fn env_or(name: &str, default: &str) -> String {
