@@ -234,7 +234,25 @@ async fn replay_in_bulk(
     Ok(count)
 }
 
-/// Replays events after `from` into the shadow until none are left.
+/// The next run of committed events after `from`, up to `target` and no
+/// further. The catch-up before the swap stops at a fixed target, so it ends
+/// even while commands commit faster than the shadow applies them; the swap
+/// then applies the rest under the lock (where this process's own write
+/// transaction holds the read horizon still, so that loop ends).
+async fn read_up_to(
+    db: &Db,
+    from: Checkpoint,
+    target: Checkpoint,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if from >= target {
+        return Ok(vec![]);
+    }
+    let mut events = read_committed_after(db, from, BATCH).await?;
+    events.retain(|event| event.checkpoint() <= target);
+    Ok(events)
+}
+
+/// Replays the events committed after `from`, up to what is committed now.
 async fn replay(
     db: &Db,
     conn: &mut AnyConnection,
@@ -242,9 +260,10 @@ async fn replay(
     mut from: Checkpoint,
     progress: &ProgressBar,
 ) -> Result<(Checkpoint, u64), ProjectionError> {
+    let target = committed_head(db).await?;
     let mut count = 0;
     loop {
-        let events = read_committed_after(db, from, BATCH).await?;
+        let events = read_up_to(db, from, target).await?;
         let Some(last) = events.last() else {
             return Ok((from, count));
         };

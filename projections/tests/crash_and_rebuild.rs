@@ -150,6 +150,30 @@ async fn write_load(commands: Commands, stop: watch::Receiver<bool>) -> usize {
     writes
 }
 
+/// Every committed event, in commit order. Other tests' open transactions
+/// hold the horizon back (it is cluster-wide), so this waits until the
+/// reader sees as many events as the table holds.
+async fn all_committed(db: &Db) -> Vec<StoredEvent> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&db.any)
+            .await
+            .expect("count events");
+        let events = read_committed_after(db, Checkpoint::default(), 1_000_000)
+            .await
+            .expect("events");
+        if events.len() as i64 == total {
+            return events;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events stayed behind the horizon"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn rebuild_during_writes(db: Db) {
     let commands = Commands::new(db.clone());
     let (stop_feed, feed_shutdown) = watch::channel(false);
@@ -168,10 +192,10 @@ async fn rebuild_during_writes(db: Db) {
     let writes = writer.await.expect("writer");
     assert!(writes > 0, "writes ran during the rebuild");
 
-    // Let the live feed apply the tail, then compare with a fresh fold.
-    let events = read_committed_after(&db, Checkpoint::default(), 1_000_000)
-        .await
-        .expect("events");
+    // Let the live feed apply the tail, then compare with a fresh fold. The
+    // fold needs every event: other tests' open transactions hold the
+    // (cluster-wide) horizon back, so wait until the reader sees them all.
+    let events = all_committed(&db).await;
     let expected: HashMap<String, i64> = events
         .iter()
         .filter(|e| e.aggregate_type == "customer")
@@ -204,10 +228,14 @@ async fn rebuild_during_writes(db: Db) {
             .await
             .expect("fold");
     }
-    assert_eq!(
+    let (rebuilt, folded) = (
         rows_of(&db, "customers").await,
-        rows_of(&fold, "customers").await
+        rows_of(&fold, "customers").await,
     );
+    assert_eq!(rebuilt.len(), folded.len(), "as many rows as the fold");
+    for (row, expected) in rebuilt.iter().zip(&folded) {
+        assert_eq!(row, expected, "the first row that differs from the fold");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
