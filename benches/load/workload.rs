@@ -90,26 +90,8 @@ impl Api {
         self.company_of(token).await
     }
 
-    async fn create(&self, tenant: &Tenant, body: &Value) -> bool {
-        match self
-            .client
-            .post(format!("{}/v1/customers", self.base))
-            .bearer_auth(&tenant.token)
-            .json(body)
-            .send()
-            .await
-        {
-            Ok(response) => {
-                let created = response.status().as_u16() == 201;
-                let _ = response.bytes().await;
-                created
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// `POST /v1/customers`; the new customer's id once it is acknowledged.
-    async fn create_returning_id(&self, tenant: &Tenant, body: &Value) -> Option<String> {
+    /// `POST /v1/customers`; the response when it is a `201`.
+    async fn post_customer(&self, tenant: &Tenant, body: &Value) -> Option<reqwest::Response> {
         let response = self
             .client
             .post(format!("{}/v1/customers", self.base))
@@ -118,10 +100,19 @@ impl Api {
             .send()
             .await
             .ok()?;
-        if response.status().as_u16() != 201 {
-            return None;
+        (response.status().as_u16() == 201).then_some(response)
+    }
+
+    async fn create(&self, tenant: &Tenant, body: &Value) -> bool {
+        match self.post_customer(tenant, body).await {
+            Some(response) => response.bytes().await.is_ok(),
+            None => false,
         }
-        let created: Value = response.json().await.ok()?;
+    }
+
+    /// `POST /v1/customers`; the new customer's id once it is acknowledged.
+    async fn create_returning_id(&self, tenant: &Tenant, body: &Value) -> Option<String> {
+        let created: Value = self.post_customer(tenant, body).await?.json().await.ok()?;
         created["id"].as_str().map(str::to_owned)
     }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use async_trait::async_trait;
-use commands::events::{read_committed_after, Checkpoint, StoredEvent};
+use commands::events::StoredEvent;
 use commands::{Commands, Db};
 use common::*;
 use domain::CompanyId;
@@ -148,30 +148,6 @@ async fn write_load(commands: Commands, stop: watch::Receiver<bool>) -> usize {
         writes += 2;
     }
     writes
-}
-
-/// Every committed event, in commit order. Other tests' open transactions
-/// hold the horizon back (it is cluster-wide), so this waits until the
-/// reader sees as many events as the table holds.
-async fn all_committed(db: &Db) -> Vec<StoredEvent> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&db.any)
-            .await
-            .expect("count events");
-        let events = read_committed_after(db, Checkpoint::default(), 1_000_000)
-            .await
-            .expect("events");
-        if events.len() as i64 == total {
-            return events;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "events stayed behind the horizon"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn rebuild_during_writes(db: Db) {

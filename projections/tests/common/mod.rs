@@ -125,6 +125,30 @@ pub fn pg(db: &Db) -> &sqlx::PgPool {
     }
 }
 
+/// Every committed event, in commit order. Other tests' open transactions
+/// hold the horizon back (it is cluster-wide), so this waits until the
+/// reader sees as many events as the table holds.
+pub async fn all_committed(db: &Db) -> Vec<StoredEvent> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&db.any)
+            .await
+            .expect("count events");
+        let events = read_committed_after(db, Checkpoint::default(), 1_000_000)
+            .await
+            .expect("read events");
+        if events.len() as i64 == total {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events stayed behind the horizon"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One test's database, stream and subject prefix.
 pub struct Env {
     pub db: Db,
@@ -204,28 +228,9 @@ impl Env {
         stream.get_info().await.expect("stream info").state.messages
     }
 
-    /// Every committed event, in commit order. Other tests' open
-    /// transactions hold the horizon back (it is cluster-wide), so this waits
-    /// until the reader sees as many events as the table holds.
+    /// Every committed event, in commit order (see [`all_committed`]).
     pub async fn all_events(&self) -> Vec<StoredEvent> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-                .fetch_one(pg(&self.db))
-                .await
-                .expect("count events");
-            let events = read_committed_after(&self.db, Checkpoint::default(), 100_000)
-                .await
-                .expect("read events");
-            if events.len() as i64 == total {
-                return events;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "events stayed behind the horizon"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        all_committed(&self.db).await
     }
 
     /// Runs relay steps until its checkpoint reaches the last committed
