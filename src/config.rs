@@ -148,6 +148,24 @@ pub struct Config {
         global = true
     )]
     pub db_pool_size: u32,
+    /// Writes answer 503 while any view is more than this many events behind.
+    #[arg(
+        long,
+        env = "CRM_LAG_BOUND_EVENTS",
+        value_name = "CRM_LAG_BOUND_EVENTS",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub lag_bound_events: u64,
+    /// Writes answer 503 while any view's oldest unapplied event is older than this (seconds).
+    #[arg(
+        long,
+        env = "CRM_LAG_BOUND_SECS",
+        value_name = "CRM_LAG_BOUND_SECS",
+        default_value_t = 10.0,
+        global = true
+    )]
+    pub lag_bound_secs: f64,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -201,6 +219,15 @@ impl Config {
         }
         if !(60..=86_400).contains(&self.token_ttl_secs) {
             return Err(bad("CRM_TOKEN_TTL_SECS", "must be between 60 and 86400"));
+        }
+        if self.lag_bound_events == 0 {
+            return Err(bad("CRM_LAG_BOUND_EVENTS", "must be at least 1"));
+        }
+        if !(self.lag_bound_secs.is_finite() && self.lag_bound_secs > 0.0) {
+            return Err(bad(
+                "CRM_LAG_BOUND_SECS",
+                "must be a positive number of seconds",
+            ));
         }
         self.s3()?;
         Ok(())

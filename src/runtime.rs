@@ -13,6 +13,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// The checkpoint row of the relay this binary runs.
+const RELAY_NAME: &str = "main";
+
 use crate::config::Config;
 
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
@@ -98,7 +101,7 @@ pub fn spawn_feeds(
         Some(client) => {
             let jetstream = async_nats::jetstream::new(client.clone());
             if relay {
-                let relay = Relay::new(commands.db().clone(), jetstream.clone(), "main")
+                let relay = Relay::new(commands.db().clone(), jetstream.clone(), RELAY_NAME)
                     .with_stream(stream.clone(), prefix.clone())
                     .with_commit_signal(commands.commit_signal());
                 tasks.spawn(relay.run(shutdown.clone()));
@@ -160,6 +163,22 @@ pub async fn serve(
         }),
         None => Arc::new(|| async { true }.boxed()),
     };
+    let lag = projections::lag::LagWatch::default();
+    let source = match &bus {
+        Some(client) => projections::lag::Source::JetStream {
+            jetstream: Box::new(async_nats::jetstream::new(client.clone())),
+            stream: config.nats_stream.clone(),
+            relay: RELAY_NAME.to_owned(),
+        },
+        None => projections::lag::Source::Embedded,
+    };
+    tasks.spawn(projections::lag::run(
+        commands.db().clone(),
+        source,
+        lag.clone(),
+        Duration::from_millis(250),
+        shutdown.clone(),
+    ));
     let secret = jwt_secret(&config)?;
     let state = AppState(Arc::new(Inner {
         commands,
@@ -171,10 +190,15 @@ pub async fn serve(
             max_upload_bytes: config.max_upload_bytes,
             consistency_wait: Duration::from_secs(5),
             cursor_key: [secret.as_slice(), b"/cursors"].concat(),
+            lag_bound: projections::lag::LagBound {
+                events: config.lag_bound_events,
+                seconds: config.lag_bound_secs,
+            },
         },
         bus_ready,
         login_limiter: api::ratelimit::RateLimiter::new(10, Duration::from_secs(300)),
         metrics,
+        lag,
     }));
     let http = api::HttpSettings {
         cors_origins: config.cors_origins(),

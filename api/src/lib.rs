@@ -12,6 +12,7 @@
 //! the router ([`routes::router`]), so the spec and the router cannot drift.
 
 pub mod auth;
+pub mod backpressure;
 pub mod cursor;
 pub mod error;
 pub mod extract;
@@ -85,6 +86,10 @@ pub fn app(state: AppState, http: &HttpSettings) -> Router {
                 "this route does not allow that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            backpressure::refuse_writes_past_lag,
+        ))
         .with_state(state);
     middleware::wrap(
         router,

@@ -19,6 +19,8 @@ pub struct Settings {
     pub consistency_wait: Duration,
     /// Signs list cursors.
     pub cursor_key: Vec<u8>,
+    /// Past this lag of any view, writes answer `503`.
+    pub lag_bound: projections::lag::LagBound,
 }
 
 pub struct Inner {
@@ -29,6 +31,8 @@ pub struct Inner {
     pub bus_ready: BusProbe,
     pub login_limiter: RateLimiter,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The views' latest sampled lag.
+    pub lag: projections::lag::LagWatch,
 }
 
 #[derive(Clone)]

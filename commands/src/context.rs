@@ -37,11 +37,13 @@ impl CommandContext {
                 META_CORRELATION_ID.to_owned(),
                 self.correlation_id.to_string(),
             ),
-            (
-                META_OCCURRED_AT.to_owned(),
-                self.occurred_at
-                    .to_rfc3339_opts(SecondsFormat::Micros, true),
-            ),
+            (META_OCCURRED_AT.to_owned(), self.occurred_at_text()),
         ])
+    }
+
+    /// The command's time as its events store it.
+    pub fn occurred_at_text(&self) -> String {
+        self.occurred_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 }

@@ -86,6 +86,22 @@ impl DomainEvent for UserEvent {
     }
 }
 
+impl UserEvent {
+    /// Whether tokens issued before this event must stop working: the user's
+    /// password, role or existence changed, so a session that predates it
+    /// speaks for someone who no longer is.
+    pub fn revokes_sessions(&self) -> bool {
+        match self {
+            Self::UserPasswordChanged { .. } | Self::UserRoleChanged { .. } | Self::UserRemoved => {
+                true
+            }
+            Self::UserRegistered { .. }
+            | Self::UserProfileChanged { .. }
+            | Self::UserEmailChanged { .. } => false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum UserError {
     #[error("a user with this id already exists")]

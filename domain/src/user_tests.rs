@@ -312,3 +312,27 @@ fn user_errors_are_classified_for_callers() {
     assert_eq!(UserError::NotFound.kind(), DomainErrorKind::NotFound);
     assert_eq!(UserError::AlreadyExists.kind(), DomainErrorKind::Conflict);
 }
+
+#[test]
+fn password_role_and_removal_revoke_sessions_profile_and_email_do_not() {
+    let revoking = [
+        UserEvent::UserPasswordChanged {
+            password_hash: hash(OTHER_HASH),
+        },
+        UserEvent::UserRoleChanged { role: Role::Admin },
+        UserEvent::UserRemoved,
+    ];
+    assert!(revoking.iter().all(UserEvent::revokes_sessions));
+    let keeping = [
+        registered(),
+        UserEvent::UserProfileChanged {
+            name: Some(person("Grace")),
+            surname: None,
+            title: None,
+        },
+        UserEvent::UserEmailChanged {
+            email: email("grace@example.com"),
+        },
+    ];
+    assert!(!keeping.iter().any(UserEvent::revokes_sessions));
+}

@@ -8,10 +8,12 @@
 //! - [`policy`]: process managers that react to events with commands.
 //! - [`read`]: the queries behind every GET, each taking the caller's company.
 //! - [`consistency`]: read-your-writes waits for a write's events.
+//! - [`lag`]: how far each view is behind, which bounds the writes accepted.
 //! - [`rebuild`]: replaying the event store into a shadow table, then swapping.
 
 pub mod consistency;
 pub mod feed;
+pub mod lag;
 pub mod policy;
 pub mod read;
 pub mod rebuild;

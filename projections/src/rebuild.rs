@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::{AnyConnection, Row};
 use std::time::{Duration, Instant};
 
-use crate::view::{is_sqlite, last_applied, Projection, ProjectionError};
+use crate::view::{is_sqlite, Applied, Projection, ProjectionError};
 
 const SHADOW: &str = "_rebuild";
 const BATCH: i64 = 5_000;
@@ -141,33 +141,33 @@ async fn create_shadow(
     Ok(deferred)
 }
 
-/// Applies a run of events to the shadow view inside `conn`'s transaction.
-/// An event the view cannot read is parked (as the live feed parks it) and
-/// skipped, so one poison event cannot make every rebuild fail; views raise
-/// [`ProjectionError::BadEvent`] before writing anything, so the
-/// transaction is still clean (and the parking is part of it).
-async fn apply_batch(
+/// Parks the events of a run the view could not read (as the live feed
+/// parks them), so one poison event cannot make every rebuild fail; they
+/// changed nothing, and the parking is part of the caller's transaction.
+async fn park_unreadable(
     conn: &mut AnyConnection,
     view: &dyn Projection,
     events: &[StoredEvent],
-) -> Result<u64, ProjectionError> {
-    let mut applied = 0;
-    for event in events
-        .iter()
-        .filter(|e| e.aggregate_type == view.aggregate_type())
-    {
-        let last = last_applied(&mut *conn, view.table(), &event.aggregate_id).await?;
-        if event.sequence == last + 1 {
-            match view.write(&mut *conn, event).await {
-                Ok(rows) => applied += rows,
-                Err(error @ ProjectionError::BadEvent(..)) => {
-                    crate::feed::park(&mut *conn, view.name(), event, &error.to_string()).await?;
-                }
-                Err(error) => return Err(error),
-            }
+    verdicts: Vec<Applied>,
+) -> Result<(), sqlx::Error> {
+    for (event, verdict) in events.iter().zip(verdicts) {
+        if let Applied::Unreadable(error) = verdict {
+            crate::feed::park(&mut *conn, view.name(), event, &error).await?;
         }
     }
-    Ok(applied)
+    Ok(())
+}
+
+/// Applies a run of events to the shadow view inside `conn`'s transaction.
+async fn apply_batch(
+    db: &Db,
+    conn: &mut AnyConnection,
+    view: &dyn Projection,
+    events: &[StoredEvent],
+) -> Result<(), ProjectionError> {
+    let verdicts = view.apply_run(conn, db, events).await?;
+    park_unreadable(conn, view, events, verdicts).await?;
+    Ok(())
 }
 
 /// One page of the view's events in stream order, cut at an aggregate
@@ -199,10 +199,8 @@ async fn write_page(
     events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
     sqlx::query(begin(db)).execute(&mut *conn).await?;
-    let replayed = view.replay(db, conn, events).await?;
-    for (event, error) in &replayed.unreadable {
-        crate::feed::park(&mut *conn, view.name(), event, error).await?;
-    }
+    let verdicts = view.load_new(conn, db, events).await?;
+    park_unreadable(conn, view, events, verdicts).await?;
     sqlx::query("COMMIT").execute(&mut *conn).await?;
     Ok(())
 }
@@ -269,7 +267,7 @@ async fn replay(
         };
         from = last.checkpoint();
         sqlx::query(begin(db)).execute(&mut *conn).await?;
-        apply_batch(conn, view, &events).await?;
+        apply_batch(db, conn, view, &events).await?;
         sqlx::query("COMMIT").execute(&mut *conn).await?;
         count += events.len() as u64;
         progress.inc(events.len() as u64);
@@ -332,7 +330,7 @@ pub async fn rebuild(
     let mut conn = db.any.acquire().await?;
     let mut deferred = vec![];
     for (live, copy) in view.tables().iter().zip(shadow.tables()) {
-        deferred.extend(create_shadow(db, &mut conn, live, &copy, view.loads_in_bulk()).await?);
+        deferred.extend(create_shadow(db, &mut conn, live, &copy, true).await?);
     }
     let progress = if show_progress {
         let total: i64 =
@@ -375,7 +373,7 @@ pub async fn rebuild(
             let batch = read_committed_after(db, from, BATCH).await?;
             let Some(last) = batch.last() else { break };
             from = last.checkpoint();
-            apply_batch(&mut conn, shadow.as_ref(), &batch).await?;
+            apply_batch(db, &mut conn, shadow.as_ref(), &batch).await?;
             events += batch.len() as u64;
             progress.inc(batch.len() as u64);
         }

@@ -1,15 +1,16 @@
-//! The contract of a projection and the driver that applies one event to one
-//! view exactly once in effect.
+//! The contract of a projection and the driver that applies runs of events
+//! to one view exactly once in effect.
 //!
 //! Every view row carries `last_seq`, the last event sequence of its aggregate
-//! it has applied. Each write is guarded by it (`... WHERE last_seq = seq - 1`,
-//! or `INSERT ... ON CONFLICT DO NOTHING` for the first event), so:
+//! it has applied. Each event is judged against it, and each write only moves
+//! a row forward (see [`crate::views::rows`]), so:
 //! - a duplicate (redelivery, a second worker) changes nothing;
 //! - an event whose predecessor is not applied yet is refused as
 //!   [`Applied::NotYet`], to be retried later, never dropped.
 use async_trait::async_trait;
 use commands::events::StoredEvent;
-use sqlx::{AnyConnection, AnyPool, Row};
+use commands::Db;
+use sqlx::{AnyConnection, AnyPool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
@@ -26,7 +27,7 @@ impl ProjectionError {
 }
 
 /// What happened to one event at one view.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
     Applied,
     /// Already applied before: nothing changed.
@@ -35,9 +36,12 @@ pub enum Applied {
     NotYet,
     /// Not an event this view is about.
     Ignored,
+    /// The view cannot read or apply it (why): nothing changed; park it.
+    Unreadable(String),
 }
 
-/// One read model, fed by the events of one aggregate type.
+/// One read model, fed by the events of one aggregate type. Implemented once,
+/// by [`crate::views::FoldView`], over each view's pure fold.
 #[async_trait]
 pub trait Projection: Send + Sync {
     /// The name operators use (`crm projections rebuild customers`).
@@ -49,92 +53,22 @@ pub trait Projection: Send + Sync {
     fn tables(&self) -> Vec<String>;
     /// The same view writing into other tables (a rebuild's shadow copy).
     fn with_suffix(&self, suffix: &str) -> Box<dyn Projection>;
-    /// Writes the event, guarded by `last_seq`; returns the rows the guarded
-    /// write changed (0 means another writer got there first, and then
-    /// nothing at all was changed). An aggregate's first event is an
-    /// `INSERT ... ON CONFLICT DO NOTHING`: drivers skip the guard read for it.
-    async fn write(
+    /// Applies a run of events in delivery order inside the caller's
+    /// transaction, guarded by `last_seq`: one verdict per event.
+    async fn apply_run(
         &self,
         conn: &mut AnyConnection,
-        event: &StoredEvent,
-    ) -> Result<u64, ProjectionError>;
-
-    /// Whether [`Projection::replay`] writes in bulk without reading the
-    /// shadow back (every aggregate of a page is new to it): a rebuild then
-    /// adds the shadow's indexes after the bulk load rather than before.
-    fn loads_in_bulk(&self) -> bool {
-        false
-    }
-
-    /// Applies a run of this view's events, each aggregate's in sequence
-    /// order, to tables nobody else writes (a rebuild's shadow), inside the
-    /// caller's transaction. The default writes them one by one behind the
-    /// `last_seq` guard; a view may fold the run in memory and write it in
-    /// bulk (on `db`'s own connections), with the same result.
-    async fn replay(
-        &self,
-        db: &commands::Db,
-        conn: &mut AnyConnection,
+        db: &Db,
         events: &[StoredEvent],
-    ) -> Result<Replayed, ProjectionError> {
-        let _ = db;
-        let mut replayed = Replayed::default();
-        for event in events
-            .iter()
-            .filter(|e| e.aggregate_type == self.aggregate_type())
-        {
-            let last = last_applied(&mut *conn, self.table(), &event.aggregate_id).await?;
-            if event.sequence == last + 1 {
-                match self.write(&mut *conn, event).await {
-                    Ok(rows) => replayed.applied += rows,
-                    // Raised before anything is written: the transaction is clean.
-                    Err(error @ ProjectionError::BadEvent(..)) => {
-                        replayed.unreadable.push((event.clone(), error.to_string()))
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        }
-        Ok(replayed)
-    }
-}
-
-/// What a replay made of a run of events.
-#[derive(Debug, Default)]
-pub struct Replayed {
-    /// Rows written.
-    pub applied: u64,
-    /// Events the view cannot read, and the error: the caller parks them.
-    pub unreadable: Vec<(StoredEvent, String)>,
-}
-
-/// The `last_seq` of one row, 0 when the row does not exist.
-pub async fn last_applied(
-    conn: &mut AnyConnection,
-    table: &str,
-    id: &str,
-) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(&format!("SELECT last_seq FROM {table} WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    row.map(|r| r.try_get::<i64, _>(0))
-        .transpose()
-        .map(|v| v.unwrap_or(0))
-}
-
-/// The `last_seq` an event is checked against. An aggregate's first event
-/// needs no read: every view writes it as `INSERT ... ON CONFLICT DO
-/// NOTHING`, which changes nothing (a duplicate) when the row is there.
-async fn guard(
-    conn: &mut AnyConnection,
-    view: &dyn Projection,
-    event: &StoredEvent,
-) -> Result<i64, sqlx::Error> {
-    if event.sequence == 1 {
-        return Ok(0);
-    }
-    last_applied(conn, view.table(), &event.aggregate_id).await
+    ) -> Result<Vec<Applied>, ProjectionError>;
+    /// [`Projection::apply_run`] into tables nobody else writes and that have
+    /// no indexes yet (a rebuild's shadow), in bulk.
+    async fn load_new(
+        &self,
+        conn: &mut AnyConnection,
+        db: &Db,
+        events: &[StoredEvent],
+    ) -> Result<Vec<Applied>, ProjectionError>;
 }
 
 /// Starts a transaction that will write. On SQLite it takes the write lock
@@ -157,79 +91,30 @@ pub fn is_sqlite(pool: &AnyPool) -> bool {
 
 /// Applies one event to one view in its own transaction.
 pub async fn apply(
-    pool: &AnyPool,
+    db: &Db,
     view: &dyn Projection,
     event: &StoredEvent,
 ) -> Result<Applied, ProjectionError> {
-    if event.aggregate_type != view.aggregate_type() {
-        return Ok(Applied::Ignored);
-    }
-    let mut tx = begin_write(pool).await?;
-    let last = guard(&mut tx, view, event).await?;
-    let verdict = if event.sequence <= last {
-        Applied::Duplicate
-    } else if event.sequence > last + 1 {
-        Applied::NotYet
-    } else if view.write(&mut tx, event).await? == 0 {
-        // Another writer applied it between our read and our write.
-        Applied::Duplicate
-    } else {
-        Applied::Applied
-    };
-    if verdict == Applied::Applied {
-        tx.commit().await?;
-        metrics::counter!("crm_projection_events_total", "projection" => view.name()).increment(1);
-    } else {
-        tx.rollback().await?;
-    }
-    Ok(verdict)
+    let mut verdicts = apply_batch(db, view, std::slice::from_ref(event)).await?;
+    Ok(verdicts.pop().unwrap_or(Applied::Ignored))
 }
 
-/// [`apply`] for a run of events in delivery order, in one transaction (one
-/// commit for the run): each event gets the verdict `apply` would give it.
-/// A database error or an unreadable event rolls the whole run back.
+/// Applies a run of events in delivery order in one transaction (one commit
+/// for the run): each event gets its verdict. A database error rolls the
+/// whole run back; an unreadable event changes nothing and the rest apply.
 pub async fn apply_batch(
-    pool: &AnyPool,
+    db: &Db,
     view: &dyn Projection,
     events: &[StoredEvent],
 ) -> Result<Vec<Applied>, ProjectionError> {
-    let mut verdicts = Vec::with_capacity(events.len());
-    let mut tx = begin_write(pool).await?;
-    // The last_seq of rows this run already read or wrote.
-    let mut known: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
-    for event in events {
-        if event.aggregate_type != view.aggregate_type() {
-            verdicts.push(Applied::Ignored);
-            continue;
-        }
-        let id = event.aggregate_id.as_str();
-        let last = match known.get(id) {
-            Some(last) => *last,
-            None => guard(&mut tx, view, event).await?,
-        };
-        let verdict = if event.sequence <= last {
-            Applied::Duplicate
-        } else if event.sequence > last + 1 {
-            Applied::NotYet
-        } else if view.write(&mut tx, event).await? == 0 {
-            Applied::Duplicate
-        } else {
-            Applied::Applied
-        };
-        match verdict {
-            Applied::Applied => {
-                known.insert(id, event.sequence);
-            }
-            // Another writer got there: read the row again if it comes up.
-            Applied::Duplicate if event.sequence > last => {
-                known.remove(id);
-            }
-            _ => {
-                known.insert(id, last);
-            }
-        }
-        verdicts.push(verdict);
+    if events
+        .iter()
+        .all(|e| e.aggregate_type != view.aggregate_type())
+    {
+        return Ok(vec![Applied::Ignored; events.len()]);
     }
+    let mut tx = begin_write(&db.any).await?;
+    let verdicts = view.apply_run(&mut tx, db, events).await?;
     let applied = verdicts.iter().filter(|v| **v == Applied::Applied).count();
     if applied > 0 {
         tx.commit().await?;
@@ -239,18 +124,4 @@ pub async fn apply_batch(
         tx.rollback().await?;
     }
     Ok(verdicts)
-}
-
-/// The event's time as stored text: projections use event time, never
-/// `now()`, so a rebuilt view equals the live one.
-pub fn event_time(event: &StoredEvent) -> Result<String, ProjectionError> {
-    event
-        .meta(commands::context::META_OCCURRED_AT)
-        .map(str::to_owned)
-        .ok_or_else(|| ProjectionError::bad_event(event, "no occurred_at in metadata"))
-}
-
-pub fn typed<E: serde::de::DeserializeOwned>(event: &StoredEvent) -> Result<E, ProjectionError> {
-    // From the borrowed value: no copy of the payload per event.
-    E::deserialize(&event.payload).map_err(|e| ProjectionError::bad_event(event, e))
 }

@@ -58,7 +58,7 @@ async fn a_worker_killed_mid_batch_loses_nothing_and_applies_nothing_twice() {
     let worker = |applied: Arc<Mutex<HashMap<String, usize>>>| {
         let view = projections::views::by_name("customers").expect("customers view");
         env.worker(Box::new(SlowCountingView {
-            inner: ViewHandler::new(env.db.any.clone(), view),
+            inner: ViewHandler::new(env.db.clone(), view),
             applied,
         }))
         .with_ack_wait(Duration::from_secs(2))
@@ -200,7 +200,7 @@ async fn rebuild_during_writes(db: Db) {
     fold.migrate().await.expect("migrate fold db");
     let view = projections::views::by_name("customers").expect("customers view");
     for event in &events {
-        projections::view::apply(&fold.any, view.as_ref(), event)
+        projections::view::apply(&fold, view.as_ref(), event)
             .await
             .expect("fold");
     }

@@ -125,7 +125,7 @@ async fn shuffled_duplicated_delivery_converges() {
         shuffle(&mut pending, seed.wrapping_add(rounds));
         let mut later = Vec::new();
         for event in pending {
-            match view::apply(&env.db.any, view.as_ref(), &event)
+            match view::apply(&env.db, view.as_ref(), &event)
                 .await
                 .expect("apply")
             {
@@ -133,6 +133,7 @@ async fn shuffled_duplicated_delivery_converges() {
                 Applied::Duplicate => {}
                 Applied::NotYet => later.push(event),
                 Applied::Ignored => panic!("a customer event was ignored"),
+                Applied::Unreadable(why) => panic!("a customer event was unreadable: {why}"),
             }
         }
         pending = later;
@@ -153,7 +154,7 @@ async fn shuffled_duplicated_delivery_converges() {
 
 /// Applies through the customers view and records what each worker did.
 struct Counting {
-    pool: sqlx::AnyPool,
+    db: commands::Db,
     view: Box<dyn Projection>,
     worker: usize,
     applied: Arc<Mutex<HashMap<String, usize>>>,
@@ -172,7 +173,7 @@ impl Handler for Counting {
 
     async fn handle(&self, event: &StoredEvent) -> Handled {
         self.handled_by.lock().expect("lock")[self.worker] += 1;
-        match view::apply(&self.pool, self.view.as_ref(), event).await {
+        match view::apply(&self.db, self.view.as_ref(), event).await {
             Ok(Applied::Applied) => {
                 *self
                     .applied
@@ -184,6 +185,7 @@ impl Handler for Counting {
             }
             Ok(Applied::Duplicate | Applied::Ignored) => Handled::Done,
             Ok(Applied::NotYet) => Handled::RetryLater("predecessor not applied yet".into()),
+            Ok(Applied::Unreadable(why)) => Handled::Poison(why),
             Err(e) => Handled::RetryLater(e.to_string()),
         }
     }
@@ -222,7 +224,7 @@ async fn two_workers_share_one_durable_consumer() {
     let workers: Vec<_> = (0..2)
         .map(|worker| {
             env.worker(Box::new(Counting {
-                pool: env.db.any.clone(),
+                db: env.db.clone(),
                 view: projections::views::by_name("customers").expect("customers view"),
                 worker,
                 applied: applied.clone(),

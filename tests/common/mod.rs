@@ -23,6 +23,8 @@ pub struct TestApp {
     pub data_dir: std::path::PathBuf,
     pub database_url: Option<String>,
     pub env: Vec<(String, String)>,
+    /// Whether [`TestApp::send`] waits for each write's views (see there).
+    pub settle_writes: bool,
     child: Child,
 }
 
@@ -183,6 +185,7 @@ pub async fn spawn_app_with(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
         data_dir,
         database_url,
         env,
+        settle_writes: true,
         child,
     }
 }
@@ -431,11 +434,37 @@ impl TestApp {
         }
     }
 
-    /// Sends a request and reads the whole response.
+    /// Sends a request and reads the whole response. A successful write is
+    /// then awaited as a careful client would (its consistency token sent
+    /// back on a read), unless `settle_writes` is off: write replies do not
+    /// wait for the views, and the scenarios read their own writes.
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Resp {
-        let response = request.send().await.expect("request");
+        let request = request.build().expect("request");
+        let write = !matches!(
+            *request.method(),
+            reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::OPTIONS
+        );
+        let auth = request
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .cloned();
+        let response = self.client.execute(request).await.expect("request");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        if let (true, true, Some(auth), Some(token)) = (
+            self.settle_writes,
+            write && status < 300,
+            auth,
+            headers.get("x-consistency-token"),
+        ) {
+            let _ = self
+                .client
+                .get(self.url("/v1/company"))
+                .header(reqwest::header::AUTHORIZATION, auth)
+                .header("x-consistency-token", token)
+                .send()
+                .await;
+        }
         let url = response.url().to_string();
         let bytes = response.bytes().await.expect("body").to_vec();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);

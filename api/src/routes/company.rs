@@ -42,8 +42,8 @@ pub async fn load_company(state: &AppState, company: CompanyId) -> ApiResult<(Co
     ))
 }
 
-/// The company at (at least) `version`: the view's row, or, while the views
-/// lag behind that write, the company folded from its events.
+/// The company at (at least) `version`: the view's row, or, while the view
+/// lags behind that write, the company folded from its events.
 pub async fn fresh_company(
     state: &AppState,
     company: CompanyId,
@@ -56,9 +56,12 @@ pub async fn fresh_company(
                 commands::events::read_stream(state.commands.db(), "company", &company.to_string())
                     .await?;
             found(
-                projections::read::companies::from_events(&events)
-                    .map_err(crate::error::ApiError::internal)?,
+                projections::views::fold_events::<projections::views::companies::Companies>(
+                    &events,
+                )
+                .map_err(crate::error::ApiError::internal)?,
             )?
+            .into()
         }
     };
     Ok(CompanyDto {
@@ -118,10 +121,8 @@ pub async fn rename_company(
         )
         .await?;
     let token = ConsistencyToken::applied("company", caller.company_id, outcome.version);
-    let stale = state.await_token(caller.company_id, Some(&token)).await;
     let company = fresh_company(&state, caller.company_id, outcome.version).await?;
     Ok(Reply::ok(company)
         .version(outcome.version as i64)
-        .token(token)
-        .stale(stale))
+        .token(token))
 }

@@ -10,6 +10,7 @@ use domain::values::{Email, FieldChange, Notes, PersonName, Phone};
 use domain::{CustomerId, PhotoId};
 use projections::consistency::ConsistencyToken;
 use projections::read::customers::{CustomerRow, CustomerSort, ListQuery};
+use projections::views::customers::Customers;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -212,7 +213,9 @@ fn optional_change<T>(
     }
 }
 
-/// Waits for the customer's view to show `version`, then answers with it.
+/// Answers a write with the customer as its events leave it: `written` when
+/// the write folded it already, else folded from its stream. It never waits
+/// for a view; the token lets a later read wait for one.
 async fn reply_customer(
     state: &AppState,
     caller: &Caller,
@@ -220,25 +223,21 @@ async fn reply_customer(
     token: ConsistencyToken,
     version: u64,
     status: StatusCode,
+    written: Option<CustomerRow>,
 ) -> ApiResult<Reply<CustomerDto>> {
-    let stale = state.await_token(caller.company_id, Some(&token)).await;
-    let row = match projections::read::customers::get(state.pool(), caller.company_id, id).await? {
-        Some(row) if row.last_seq >= version as i64 => row,
-        // The views are behind this write (the bus or the workers are down
-        // or slow): it is committed all the same, so it is answered from its
-        // events, never with a 404 or with the state before it.
-        _ => customer_from_store(state, caller, id).await?,
+    let row = match written {
+        Some(row) => row,
+        None => customer_from_store(state, caller, id).await?,
     };
+    let row = with_photo_details(state, caller, row).await?;
     Ok(Reply::ok(CustomerDto::from(row))
         .status(status)
         .version(version as i64)
         .token(token)
-        .stale(stale)
         .location(format!("/v1/customers/{id}")))
 }
 
-/// The customer folded from its events (for a write's reply when the views
-/// lag), with its photo's details from the photo's events.
+/// The customer folded from its events.
 async fn customer_from_store(
     state: &AppState,
     caller: &Caller,
@@ -246,11 +245,18 @@ async fn customer_from_store(
 ) -> ApiResult<CustomerRow> {
     let events =
         commands::events::read_stream(state.commands.db(), "customer", &id.to_string()).await?;
-    let mut row = found(
-        projections::read::customers::from_events(&events)
-            .map_err(ApiError::internal)?
-            .filter(|row| row.company_id == caller.company_id.to_string()),
-    )?;
+    let row = projections::views::fold_events::<Customers>(&events)
+        .map_err(ApiError::internal)?
+        .filter(|row| row.company_id == caller.company_id.to_string());
+    Ok(found(row)?.into())
+}
+
+/// Fills in the photo's type and size (they live in the photo's events).
+async fn with_photo_details(
+    state: &AppState,
+    caller: &Caller,
+    mut row: CustomerRow,
+) -> ApiResult<CustomerRow> {
     if let Some(photo_id) = &row.photo_id {
         let photo = state
             .commands
@@ -428,12 +434,21 @@ pub async fn create_customer(
         by: caller.user_id,
     };
     let ctx = caller.context();
-    let version = match state
+    let (version, written) = match state
         .commands
         .execute::<Customer>(&id.to_string(), register, &ctx, Expect::Any)
         .await
     {
-        Ok(outcome) => outcome.version,
+        Ok(outcome) if outcome.version as usize == outcome.events.len() => {
+            let written = projections::views::fold_new::<Customers>(
+                &id.to_string(),
+                &ctx.occurred_at_text(),
+                outcome.events,
+            )
+            .map_err(ApiError::internal)?;
+            (outcome.version, written.map(CustomerRow::from))
+        }
+        Ok(outcome) => (outcome.version, None),
         Err(CommandError::Domain(CustomerError::AlreadyExists)) if key.is_some() => {
             // A repeat of the same Idempotency-Key: answer as the first time.
             match state
@@ -441,7 +456,7 @@ pub async fn create_customer(
                 .load::<Customer>(&id.to_string(), caller.company_id)
                 .await?
             {
-                Some((_, version)) => version,
+                Some((_, version)) => (version, None),
                 None => return Err(ApiError::conflict("a customer with this id already exists")),
             }
         }
@@ -451,7 +466,16 @@ pub async fn create_customer(
     if photo.is_some() {
         token = token.and(settle_photos(&state, &caller, id, version, photo, None).await?);
     }
-    reply_customer(&state, &caller, id, token, version, StatusCode::CREATED).await
+    reply_customer(
+        &state,
+        &caller,
+        id,
+        token,
+        version,
+        StatusCode::CREATED,
+        written,
+    )
+    .await
 }
 
 /// One customer (a deleted one too, with `deleted_at` set).
@@ -510,7 +534,16 @@ pub async fn update_customer(
         )
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
-    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+    reply_customer(
+        &state,
+        &caller,
+        id,
+        token,
+        outcome.version,
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// Soft-deletes a customer: it leaves the default list.
@@ -535,7 +568,6 @@ pub async fn delete_customer(
         )
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
-    state.await_token(caller.company_id, Some(&token)).await;
     Ok(no_content(token))
 }
 
@@ -561,7 +593,16 @@ pub async fn restore_customer(
         )
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
-    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+    reply_customer(
+        &state,
+        &caller,
+        id,
+        token,
+        outcome.version,
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// Shows an uploaded photo on the customer (upload flow, option 1); the
@@ -609,7 +650,16 @@ pub async fn set_photo(
     };
     let token = ConsistencyToken::applied("customer", id, outcome.version)
         .and(settle_photos(&state, &caller, id, outcome.version, Some(photo), replaced).await?);
-    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+    reply_customer(
+        &state,
+        &caller,
+        id,
+        token,
+        outcome.version,
+        StatusCode::OK,
+        None,
+    )
+    .await
 }
 
 /// Removes the customer's photo.
@@ -655,7 +705,7 @@ pub async fn remove_photo(
     };
     let token = ConsistencyToken::applied("customer", id, version)
         .and(settle_photos(&state, &caller, id, version, None, detached).await?);
-    reply_customer(&state, &caller, id, token, version, StatusCode::OK).await
+    reply_customer(&state, &caller, id, token, version, StatusCode::OK, None).await
 }
 
 /// The customer's events, oldest first: who changed what, when.

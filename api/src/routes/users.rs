@@ -139,12 +139,16 @@ pub async fn fresh_user(
     }
     let events =
         commands::events::read_stream(state.commands.db(), "user", &id.to_string()).await?;
-    let (row, stamp) = found(
-        projections::read::users::from_events(&events)
+    let row = found(
+        projections::views::fold_events::<projections::views::users::Users>(&events)
             .map_err(ApiError::internal)?
-            .filter(|(row, _)| row.company_id == company.to_string()),
+            .filter(|row| row.company_id == company.to_string() && !row.removed),
     )?;
-    Ok((row.into(), Some(stamp)))
+    let stamp = row.security_stamp;
+    Ok((
+        projections::read::users::UserRow::from(row).into(),
+        Some(stamp),
+    ))
 }
 
 /// Waits for the user's view, then answers with it.

@@ -53,24 +53,44 @@ impl EmbeddedFeed {
         Ok(())
     }
 
-    /// Hands one event to every handler that wants it. `Err` means stop here
-    /// and retry this event later.
-    async fn deliver(&self, event: &StoredEvent) -> Result<(), String> {
+    /// Hands a run of events to every handler, each getting the ones it
+    /// wants as one batch. Returns how many events, from the start, every
+    /// handler is done with, and why it stopped short of all of them (the
+    /// rest are retried later; handlers take repeats as duplicates).
+    async fn deliver(&self, events: &[StoredEvent]) -> (usize, Option<String>) {
+        let mut done = events.len();
+        let mut stopped = None;
         for handler in &self.handlers {
-            if handler.aggregate_type() != event.aggregate_type {
+            let (indexes, wanted): (Vec<usize>, Vec<StoredEvent>) = events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.aggregate_type == handler.aggregate_type())
+                .map(|(i, e)| (i, e.clone()))
+                .unzip();
+            if wanted.is_empty() {
                 continue;
             }
-            match handler.handle(event).await {
-                Handled::Done => {}
-                Handled::RetryLater(reason) => return Err(reason),
-                Handled::Poison(reason) => {
-                    park(&self.commands.db().any, handler.name(), event, &reason)
-                        .await
-                        .map_err(|e| e.to_string())?
+            let verdicts = handler.handle_batch(&wanted).await;
+            for ((index, event), verdict) in indexes.into_iter().zip(&wanted).zip(verdicts) {
+                let retry = match verdict {
+                    Handled::Done => None,
+                    Handled::RetryLater(reason) => Some(reason),
+                    Handled::Poison(reason) => {
+                        park(&self.commands.db().any, handler.name(), event, &reason)
+                            .await
+                            .err()
+                            .map(|e| e.to_string())
+                    }
+                };
+                if let Some(reason) = retry {
+                    if index < done {
+                        done = index;
+                        stopped = Some(reason);
+                    }
                 }
             }
         }
-        Ok(())
+        (done, stopped)
     }
 
     /// One step: process the next batch; returns how many events it handled.
@@ -79,24 +99,16 @@ impl EmbeddedFeed {
         let events = read_committed_after(self.commands.db(), after, BATCH)
             .await
             .map_err(|e| e.to_string())?;
-        let mut done = 0;
-        for event in &events {
-            if let Err(reason) = self.deliver(event).await {
-                if done > 0 {
-                    self.save_checkpoint(events[done - 1].checkpoint())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
-                return Err(reason);
-            }
-            done += 1;
-        }
-        if let Some(last) = events.last() {
-            self.save_checkpoint(last.checkpoint())
+        let (done, stopped) = self.deliver(&events).await;
+        if done > 0 {
+            self.save_checkpoint(events[done - 1].checkpoint())
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        Ok(done)
+        match stopped {
+            Some(reason) => Err(reason),
+            None => Ok(done),
+        }
     }
 
     /// Runs until `shutdown` turns true; a batch in progress is finished first.

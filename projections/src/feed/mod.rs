@@ -9,10 +9,9 @@
 use async_trait::async_trait;
 use commands::applied::{AppliedEvent, AppliedHub};
 use commands::events::StoredEvent;
-use sqlx::AnyPool;
 use std::sync::Arc;
 
-use crate::view::{self, Applied, Projection, ProjectionError};
+use crate::view::{self, Applied, Projection};
 
 pub mod embedded;
 pub mod relay;
@@ -48,15 +47,15 @@ pub trait Handler: Send + Sync {
 
 /// A view as a handler.
 pub struct ViewHandler {
-    pool: AnyPool,
+    db: commands::Db,
     view: Box<dyn Projection>,
     applied: Option<Arc<AppliedHub>>,
 }
 
 impl ViewHandler {
-    pub fn new(pool: AnyPool, view: Box<dyn Projection>) -> Self {
+    pub fn new(db: commands::Db, view: Box<dyn Projection>) -> Self {
         Self {
-            pool,
+            db,
             view,
             applied: None,
         }
@@ -74,27 +73,12 @@ impl Handler for ViewHandler {
     }
 
     async fn handle(&self, event: &StoredEvent) -> Handled {
-        match view::apply(&self.pool, self.view.as_ref(), event).await {
-            Ok(applied) => {
-                if applied == Applied::Applied {
-                    self.signal_applied(std::iter::once(event));
-                }
-                handled(applied)
-            }
-            Err(ProjectionError::Database(e)) => Handled::RetryLater(e.to_string()),
-            Err(e @ ProjectionError::BadEvent(..)) => Handled::Poison(e.to_string()),
-        }
+        let mut verdicts = self.handle_batch(std::slice::from_ref(event)).await;
+        verdicts.pop().unwrap_or(Handled::Done)
     }
 
     async fn handle_batch(&self, events: &[StoredEvent]) -> Vec<Handled> {
-        if events.len() < 2 {
-            let mut verdicts = Vec::with_capacity(1);
-            for event in events {
-                verdicts.push(self.handle(event).await);
-            }
-            return verdicts;
-        }
-        match view::apply_batch(&self.pool, self.view.as_ref(), events).await {
+        match view::apply_batch(&self.db, self.view.as_ref(), events).await {
             Ok(applied) => {
                 self.signal_applied(
                     events
@@ -105,17 +89,7 @@ impl Handler for ViewHandler {
                 );
                 applied.into_iter().map(handled).collect()
             }
-            Err(ProjectionError::Database(e)) => {
-                vec![Handled::RetryLater(e.to_string()); events.len()]
-            }
-            // Nothing was committed: one by one, so only that event is parked.
-            Err(ProjectionError::BadEvent(..)) => {
-                let mut verdicts = Vec::with_capacity(events.len());
-                for event in events {
-                    verdicts.push(self.handle(event).await);
-                }
-                verdicts
-            }
+            Err(error) => vec![Handled::RetryLater(error.to_string()); events.len()],
         }
     }
 }
@@ -153,17 +127,17 @@ fn handled(applied: Applied) -> Handled {
     match applied {
         Applied::Applied | Applied::Duplicate | Applied::Ignored => Handled::Done,
         Applied::NotYet => Handled::RetryLater("its predecessor is not applied yet".into()),
+        Applied::Unreadable(reason) => Handled::Poison(reason),
     }
 }
 
 /// Every view and policy, as handlers.
 pub fn all_handlers(commands: &commands::Commands) -> Vec<Box<dyn Handler>> {
-    let pool = commands.db().any.clone();
     let mut handlers: Vec<Box<dyn Handler>> = crate::views::all()
         .into_iter()
         .map(|view| {
-            let handler =
-                ViewHandler::new(pool.clone(), view).with_applied_hub(commands.applied().clone());
+            let handler = ViewHandler::new(commands.db().clone(), view)
+                .with_applied_hub(commands.applied().clone());
             Box::new(handler) as Box<dyn Handler>
         })
         .collect();

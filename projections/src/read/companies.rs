@@ -18,35 +18,14 @@ pub async fn get(pool: &AnyPool, company: CompanyId) -> Result<Option<CompanyRow
         .await
 }
 
-/// The company as its own events say: the row the companies view will hold
-/// once it has caught up (see [`super::customers::from_events`]).
-pub fn from_events(
-    events: &[commands::events::StoredEvent],
-) -> Result<Option<CompanyRow>, crate::view::ProjectionError> {
-    use crate::view::{event_time, typed};
-    use domain::company::CompanyEvent as E;
-    let mut company: Option<CompanyRow> = None;
-    for event in events {
-        let at = event_time(event)?;
-        match (typed::<E>(event)?, company.as_mut()) {
-            (E::CompanyRegistered { name, .. }, _) => {
-                company = Some(CompanyRow {
-                    id: event.aggregate_id.clone(),
-                    name: name.as_str().to_owned(),
-                    created_at: at.clone(),
-                    updated_at: at,
-                    last_seq: event.sequence,
-                });
-            }
-            (_, None) => {}
-            (E::CompanyRenamed { name }, Some(row)) => {
-                row.name = name.as_str().to_owned();
-                row.updated_at = at;
-                row.last_seq = event.sequence;
-            }
-            // The roster is the write side's business; the view only advances.
-            (_, Some(row)) => row.last_seq = event.sequence,
+impl From<crate::views::companies::Company> for CompanyRow {
+    fn from(row: crate::views::companies::Company) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_seq: row.last_seq,
         }
     }
-    Ok(company)
 }

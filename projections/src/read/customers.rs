@@ -1,6 +1,6 @@
 //! Customers of the caller's company: one, or a keyset-paginated list in any
 //! of the API's sort orders, optionally filtered by word-prefix search.
-use domain::values::{fold_text, search_words};
+use domain::values::search_words;
 use domain::{CompanyId, CustomerId};
 use sqlx::{AnyPool, FromRow};
 
@@ -155,99 +155,27 @@ pub async fn list(
     Ok(page(rows, query.limit, |row| sort.keyset(row)))
 }
 
-/// The customer as its own events say, the row the customers view will hold
-/// once it has caught up (photo details left empty: they live in the photo's
-/// events). A write answers with this when the views lag behind it, so a
-/// committed write is never answered with a `404` or with the state before
-/// it. `None` when the events register no customer.
-pub fn from_events(
-    events: &[commands::events::StoredEvent],
-) -> Result<Option<CustomerRow>, crate::view::ProjectionError> {
-    use crate::view::{event_time, typed};
-    use domain::customer::CustomerEvent as E;
-    let mut row: Option<CustomerRow> = None;
-    for event in events {
-        let at = event_time(event)?;
-        let current = match (typed::<E>(event)?, row.as_mut()) {
-            (
-                E::CustomerRegistered {
-                    company_id,
-                    name,
-                    surname,
-                    email,
-                    phone,
-                    notes,
-                    by,
-                },
-                _,
-            ) => {
-                row = Some(CustomerRow {
-                    id: event.aggregate_id.clone(),
-                    company_id: company_id.to_string(),
-                    name: name.as_str().to_owned(),
-                    surname_key: fold_text(surname.as_str()),
-                    surname: surname.as_str().to_owned(),
-                    email: email.map(|e| e.as_str().to_owned()),
-                    phone: phone.map(|p| p.as_str().to_owned()),
-                    notes: notes.map(|n| n.as_str().to_owned()),
-                    photo_id: None,
-                    photo_content_type: None,
-                    photo_size: None,
-                    created_by: by.to_string(),
-                    created_at: at.clone(),
-                    updated_by: by.to_string(),
-                    updated_at: at,
-                    deleted_at: None,
-                    last_seq: event.sequence,
-                });
-                continue;
-            }
-            (_, None) => continue,
-            (other, Some(current)) => {
-                let by = match other {
-                    E::CustomerRegistered { by, .. } => by,
-                    E::CustomerDetailsChanged { change, by } => {
-                        if let Some(name) = change.name {
-                            current.name = name.as_str().to_owned();
-                        }
-                        if let Some(surname) = change.surname {
-                            current.surname_key = fold_text(surname.as_str());
-                            current.surname = surname.as_str().to_owned();
-                        }
-                        if let Some(email) = change.email {
-                            current.email = email.into_option().map(|e| e.as_str().to_owned());
-                        }
-                        if let Some(phone) = change.phone {
-                            current.phone = phone.into_option().map(|p| p.as_str().to_owned());
-                        }
-                        if let Some(notes) = change.notes {
-                            current.notes = notes.into_option().map(|n| n.as_str().to_owned());
-                        }
-                        by
-                    }
-                    E::CustomerPhotoAttached { photo_id, by, .. } => {
-                        current.photo_id = Some(photo_id.to_string());
-                        by
-                    }
-                    E::CustomerPhotoDetached { by, .. } => {
-                        current.photo_id = None;
-                        by
-                    }
-                    E::CustomerDeleted { by } => {
-                        current.deleted_at = Some(at.clone());
-                        by
-                    }
-                    E::CustomerRestored { by } => {
-                        current.deleted_at = None;
-                        by
-                    }
-                };
-                current.updated_by = by.to_string();
-                current
-            }
-        };
-        current.updated_at = at;
-        current.last_seq = event.sequence;
+impl From<crate::views::customers::Customer> for CustomerRow {
+    /// The view's row, photo details left empty (they live in the photo's row).
+    fn from(row: crate::views::customers::Customer) -> Self {
+        Self {
+            surname_key: row.surname_key(),
+            id: row.id,
+            company_id: row.company_id,
+            name: row.name,
+            surname: row.surname,
+            email: row.email,
+            phone: row.phone,
+            notes: row.notes,
+            photo_id: row.photo_id,
+            photo_content_type: None,
+            photo_size: None,
+            created_by: row.created_by,
+            created_at: row.created_at,
+            updated_by: row.updated_by,
+            updated_at: row.updated_at,
+            deleted_at: row.deleted_at,
+            last_seq: row.last_seq,
+        }
     }
-    Ok(row)
 }

@@ -119,84 +119,19 @@ pub async fn credentials_by_id(
     .await
 }
 
-/// The user as its own events say, with its security stamp: the row the
-/// users view will hold once it has caught up (see
-/// [`super::customers::from_events`]). `None` when the events register no
-/// user, or it was removed.
-pub fn from_events(
-    events: &[commands::events::StoredEvent],
-) -> Result<Option<(UserRow, i64)>, crate::view::ProjectionError> {
-    use crate::view::{event_time, typed};
-    use domain::user::UserEvent as E;
-    let mut user: Option<(UserRow, i64)> = None;
-    let mut removed = false;
-    for event in events {
-        let at = event_time(event)?;
-        let current = match (typed::<E>(event)?, user.as_mut()) {
-            (
-                E::UserRegistered {
-                    company_id,
-                    email,
-                    name,
-                    surname,
-                    title,
-                    role,
-                    ..
-                },
-                _,
-            ) => {
-                user = Some((
-                    UserRow {
-                        id: event.aggregate_id.clone(),
-                        company_id: company_id.to_string(),
-                        email: email.as_str().to_owned(),
-                        name: name.as_str().to_owned(),
-                        surname: surname.map(|s| s.as_str().to_owned()),
-                        title: title.map(|t| t.as_str().to_owned()),
-                        role: role.as_str().to_owned(),
-                        created_at: at.clone(),
-                        updated_at: at,
-                        last_seq: event.sequence,
-                    },
-                    0,
-                ));
-                continue;
-            }
-            (_, None) => continue,
-            (other, Some((row, stamp))) => {
-                match other {
-                    E::UserRegistered { .. } => {}
-                    E::UserProfileChanged {
-                        name,
-                        surname,
-                        title,
-                    } => {
-                        if let Some(name) = name {
-                            row.name = name.as_str().to_owned();
-                        }
-                        if let Some(surname) = surname {
-                            row.surname = surname.into_option().map(|s| s.as_str().to_owned());
-                        }
-                        if let Some(title) = title {
-                            row.title = title.into_option().map(|t| t.as_str().to_owned());
-                        }
-                    }
-                    E::UserEmailChanged { email } => row.email = email.as_str().to_owned(),
-                    E::UserPasswordChanged { .. } => *stamp += 1,
-                    E::UserRoleChanged { role } => {
-                        row.role = role.as_str().to_owned();
-                        *stamp += 1;
-                    }
-                    E::UserRemoved => {
-                        removed = true;
-                        *stamp += 1;
-                    }
-                }
-                row
-            }
-        };
-        current.updated_at = at;
-        current.last_seq = event.sequence;
+impl From<crate::views::users::User> for UserRow {
+    fn from(row: crate::views::users::User) -> Self {
+        Self {
+            id: row.id,
+            company_id: row.company_id,
+            email: row.email,
+            name: row.name,
+            surname: row.surname,
+            title: row.title,
+            role: row.role,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_seq: row.last_seq,
+        }
     }
-    Ok(user.filter(|_| !removed))
 }

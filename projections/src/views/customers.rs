@@ -1,39 +1,38 @@
 //! `customers` (one row per customer, deleted ones flagged) and
 //! `customer_words` (the folded words search matches by prefix).
-use async_trait::async_trait;
-use commands::events::StoredEvent;
-use domain::customer::{CustomerEvent, DetailsChange};
+use domain::customer::CustomerEvent;
 use domain::values::{fold_text, search_words, FieldChange};
-use sqlx::{AnyConnection, Row};
 
-use crate::view::{event_time, typed, Projection, ProjectionError, Replayed};
+use super::rows::{int, text, Cell, Cells, Column};
+use super::{Change, Fold};
 
-#[path = "customers_replay.rs"]
-mod replay;
-
-pub struct CustomersView {
-    table: String,
-    words: String,
+/// A row of the customers view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Customer {
+    pub id: String,
+    pub company_id: String,
+    pub name: String,
+    pub surname: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub notes: Option<String>,
+    pub photo_id: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub updated_by: String,
+    pub updated_at: String,
+    pub deleted_at: Option<String>,
+    pub last_seq: i64,
 }
 
-impl CustomersView {
-    pub fn new(suffix: &str) -> Self {
-        Self {
-            table: format!("customers{suffix}"),
-            words: format!("customer_words{suffix}"),
-        }
+impl Customer {
+    /// The key the surname sort uses (folded: case and accents ignored).
+    pub fn surname_key(&self) -> String {
+        fold_text(&self.surname)
     }
-}
 
-/// The searchable text of a customer, as stored in its row.
-struct Searchable {
-    name: String,
-    surname: String,
-    email: Option<String>,
-}
-
-impl Searchable {
-    fn words(&self) -> Vec<String> {
+    /// The words a search matches by prefix, sorted and distinct.
+    pub fn search_words(&self) -> Vec<String> {
         let mut words = search_words(&self.name);
         words.extend(search_words(&self.surname));
         if let Some(email) = &self.email {
@@ -47,260 +46,193 @@ impl Searchable {
     }
 }
 
-fn set_or_clear<T>(
-    change: Option<FieldChange<T>>,
-    show: impl Fn(&T) -> &str,
-) -> Option<Option<String>> {
-    change.map(|c| c.into_option().map(|v| show(&v).to_owned()))
+fn shown<T>(change: FieldChange<T>, show: impl Fn(&T) -> &str) -> Option<String> {
+    change.into_option().map(|v| show(&v).to_owned())
 }
 
-#[async_trait]
-impl Projection for CustomersView {
-    fn name(&self) -> &'static str {
-        "customers"
-    }
+pub struct Customers;
 
-    fn aggregate_type(&self) -> &'static str {
-        "customer"
-    }
+impl Fold for Customers {
+    type Event = CustomerEvent;
+    type Row = Customer;
+    const NAME: &'static str = "customers";
+    const AGGREGATE: &'static str = "customer";
+    const TABLE: &'static str = "customers";
+    const WORDS: Option<&'static str> = Some("customer_words");
+    const COLUMNS: &'static [Column] = &[
+        text("id"),
+        text("company_id"),
+        text("name"),
+        text("surname"),
+        text("surname_key"),
+        text("email"),
+        text("phone"),
+        text("notes"),
+        text("photo_id"),
+        text("created_by"),
+        text("created_at"),
+        text("updated_by"),
+        text("updated_at"),
+        int("deleted"),
+        text("deleted_at"),
+        int("last_seq"),
+    ];
 
-    fn table(&self) -> &str {
-        &self.table
-    }
-
-    fn tables(&self) -> Vec<String> {
-        vec![self.table.clone(), self.words.clone()]
-    }
-
-    fn with_suffix(&self, suffix: &str) -> Box<dyn Projection> {
-        Box::new(Self::new(suffix))
-    }
-
-    fn loads_in_bulk(&self) -> bool {
-        true
-    }
-
-    async fn replay(
-        &self,
-        db: &commands::Db,
-        conn: &mut AnyConnection,
-        events: &[StoredEvent],
-    ) -> Result<Replayed, ProjectionError> {
-        replay::fold_and_write(self, db, conn, events).await
-    }
-
-    async fn write(
-        &self,
-        conn: &mut AnyConnection,
-        event: &StoredEvent,
-    ) -> Result<u64, ProjectionError> {
-        let at = event_time(event)?;
-        let id = event.aggregate_id.as_str();
-        let seq = event.sequence;
-        let table = &self.table;
-        let guarded = |set: &str| {
-            format!("UPDATE {table} SET {set}, updated_by = $1, updated_at = $2, last_seq = $3 WHERE id = $4 AND last_seq = $5")
-        };
-        let changed = match typed::<CustomerEvent>(event)? {
-            CustomerEvent::CustomerRegistered {
-                company_id,
-                name,
-                surname,
-                email,
-                phone,
-                notes,
-                by,
-            } => {
-                let sql = format!(
-                    "INSERT INTO {table} (id, company_id, name, surname, surname_key, email, phone, notes, \
-                     created_by, created_at, updated_by, updated_at, deleted, last_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $10, 0, $11) ON CONFLICT (id) DO NOTHING"
-                );
-                let changed = sqlx::query(&sql)
-                    .bind(id)
-                    .bind(company_id.to_string())
-                    .bind(name.as_str())
-                    .bind(surname.as_str())
-                    .bind(fold_text(surname.as_str()))
-                    .bind(email.as_ref().map(|e| e.as_str().to_owned()))
-                    .bind(phone.as_ref().map(|p| p.as_str().to_owned()))
-                    .bind(notes.as_ref().map(|n| n.as_str().to_owned()))
-                    .bind(by.to_string())
-                    .bind(&at)
-                    .bind(seq)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected();
-                // Only a row this write created gets words (a duplicate
-                // changes nothing); a new row has none to delete first.
-                if changed == 1 {
-                    let searchable = Searchable {
-                        name: name.as_str().to_owned(),
-                        surname: surname.as_str().to_owned(),
-                        email: email.map(|e| e.as_str().to_owned()),
-                    };
-                    self.insert_words(conn, id, &company_id.to_string(), &searchable)
-                        .await?;
+    fn evolve(
+        row: Option<Customer>,
+        change: Change<'_, CustomerEvent>,
+    ) -> Result<Customer, String> {
+        let at = change.at.to_owned();
+        let mut row = match (change.event, row) {
+            (
+                CustomerEvent::CustomerRegistered {
+                    company_id,
+                    name,
+                    surname,
+                    email,
+                    phone,
+                    notes,
+                    by,
+                },
+                None,
+            ) => {
+                return Ok(Customer {
+                    id: change.id.to_owned(),
+                    company_id: company_id.to_string(),
+                    name: name.as_str().to_owned(),
+                    surname: surname.as_str().to_owned(),
+                    email: email.map(|e| e.as_str().to_owned()),
+                    phone: phone.map(|p| p.as_str().to_owned()),
+                    notes: notes.map(|n| n.as_str().to_owned()),
+                    photo_id: None,
+                    created_by: by.to_string(),
+                    created_at: at.clone(),
+                    updated_by: by.to_string(),
+                    updated_at: at,
+                    deleted_at: None,
+                    last_seq: change.sequence,
+                })
+            }
+            (CustomerEvent::CustomerRegistered { .. }, Some(_)) => {
+                return Err("the customer is registered already".into())
+            }
+            (_, None) => return Err("no customer to change".into()),
+            (
+                CustomerEvent::CustomerDetailsChanged {
+                    change: details,
+                    by,
+                },
+                Some(mut row),
+            ) => {
+                if let Some(name) = details.name {
+                    row.name = name.as_str().to_owned();
                 }
-                changed
+                if let Some(surname) = details.surname {
+                    row.surname = surname.as_str().to_owned();
+                }
+                if let Some(email) = details.email {
+                    row.email = shown(email, |e| e.as_str());
+                }
+                if let Some(phone) = details.phone {
+                    row.phone = shown(phone, |p| p.as_str());
+                }
+                if let Some(notes) = details.notes {
+                    row.notes = shown(notes, |n| n.as_str());
+                }
+                row.updated_by = by.to_string();
+                row
             }
-            CustomerEvent::CustomerDetailsChanged { change, by } => {
-                return self
-                    .change_details(conn, event, change, by.to_string(), at)
-                    .await;
+            (CustomerEvent::CustomerPhotoAttached { photo_id, by, .. }, Some(mut row)) => {
+                row.photo_id = Some(photo_id.to_string());
+                row.updated_by = by.to_string();
+                row
             }
-            CustomerEvent::CustomerPhotoAttached { photo_id, by, .. } => {
-                sqlx::query(&guarded("photo_id = $6"))
-                    .bind_guard(by, &at, seq, id)
-                    .bind(photo_id.to_string())
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+            (CustomerEvent::CustomerPhotoDetached { by, .. }, Some(mut row)) => {
+                row.photo_id = None;
+                row.updated_by = by.to_string();
+                row
             }
-            CustomerEvent::CustomerPhotoDetached { by, .. } => {
-                sqlx::query(&guarded("photo_id = NULL"))
-                    .bind_guard(by, &at, seq, id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+            (CustomerEvent::CustomerDeleted { by }, Some(mut row)) => {
+                row.deleted_at = Some(at.clone());
+                row.updated_by = by.to_string();
+                row
             }
-            CustomerEvent::CustomerDeleted { by } => {
-                sqlx::query(&guarded("deleted = 1, deleted_at = $2"))
-                    .bind_guard(by, &at, seq, id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
-            }
-            CustomerEvent::CustomerRestored { by } => {
-                sqlx::query(&guarded("deleted = 0, deleted_at = NULL"))
-                    .bind_guard(by, &at, seq, id)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+            (CustomerEvent::CustomerRestored { by }, Some(mut row)) => {
+                row.deleted_at = None;
+                row.updated_by = by.to_string();
+                row
             }
         };
-        Ok(changed)
+        row.updated_at = at;
+        row.last_seq = change.sequence;
+        Ok(row)
+    }
+
+    fn last_seq(row: &Customer) -> i64 {
+        row.last_seq
+    }
+
+    fn cells(row: &Customer) -> Vec<Cell> {
+        vec![
+            row.id.clone().into(),
+            row.company_id.clone().into(),
+            row.name.clone().into(),
+            row.surname.clone().into(),
+            row.surname_key().into(),
+            row.email.clone().into(),
+            row.phone.clone().into(),
+            row.notes.clone().into(),
+            row.photo_id.clone().into(),
+            row.created_by.clone().into(),
+            row.created_at.clone().into(),
+            row.updated_by.clone().into(),
+            row.updated_at.clone().into(),
+            i64::from(row.deleted_at.is_some()).into(),
+            row.deleted_at.clone().into(),
+            row.last_seq.into(),
+        ]
+    }
+
+    fn from_cells(mut cells: Cells) -> Result<Customer, sqlx::Error> {
+        let id = cells.text()?;
+        let company_id = cells.text()?;
+        let name = cells.text()?;
+        let surname = cells.text()?;
+        let _surname_key = cells.text()?;
+        let email = cells.opt_text()?;
+        let phone = cells.opt_text()?;
+        let notes = cells.opt_text()?;
+        let photo_id = cells.opt_text()?;
+        let created_by = cells.text()?;
+        let created_at = cells.text()?;
+        let updated_by = cells.text()?;
+        let updated_at = cells.text()?;
+        let _deleted = cells.int()?;
+        let deleted_at = cells.opt_text()?;
+        let last_seq = cells.int()?;
+        Ok(Customer {
+            id,
+            company_id,
+            name,
+            surname,
+            email,
+            phone,
+            notes,
+            photo_id,
+            created_by,
+            created_at,
+            updated_by,
+            updated_at,
+            deleted_at,
+            last_seq,
+        })
+    }
+
+    fn words(row: &Customer) -> Option<(String, Vec<String>)> {
+        Some((row.company_id.clone(), row.search_words()))
     }
 }
 
-impl CustomersView {
-    async fn change_details(
-        &self,
-        conn: &mut AnyConnection,
-        event: &StoredEvent,
-        change: DetailsChange,
-        by: String,
-        at: String,
-    ) -> Result<u64, ProjectionError> {
-        let table = &self.table;
-        let id = event.aggregate_id.as_str();
-        let row = sqlx::query(&format!(
-            "SELECT company_id, name, surname, email, phone, notes FROM {table} WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(row) = row else { return Ok(0) };
-        let company_id: String = row.try_get("company_id")?;
-        let name = change
-            .name
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or(row.try_get("name")?);
-        let surname = change
-            .surname
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or(row.try_get("surname")?);
-        let email = set_or_clear(change.email, |e| e.as_str()).unwrap_or(row.try_get("email")?);
-        let phone = set_or_clear(change.phone, |p| p.as_str()).unwrap_or(row.try_get("phone")?);
-        let notes = set_or_clear(change.notes, |n| n.as_str()).unwrap_or(row.try_get("notes")?);
-        let changed = sqlx::query(&format!(
-            "UPDATE {table} SET name = $1, surname = $2, surname_key = $3, email = $4, phone = $5, notes = $6, \
-             updated_by = $7, updated_at = $8, last_seq = $9 WHERE id = $10 AND last_seq = $11"
-        ))
-        .bind(&name)
-        .bind(&surname)
-        .bind(fold_text(&surname))
-        .bind(&email)
-        .bind(&phone)
-        .bind(&notes)
-        .bind(by)
-        .bind(at)
-        .bind(event.sequence)
-        .bind(id)
-        .bind(event.sequence - 1)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-        if changed == 1 {
-            let searchable = Searchable {
-                name,
-                surname,
-                email,
-            };
-            self.replace_words(conn, id, &company_id, &searchable)
-                .await?;
-        }
-        Ok(changed)
-    }
-
-    async fn replace_words(
-        &self,
-        conn: &mut AnyConnection,
-        customer_id: &str,
-        company_id: &str,
-        searchable: &Searchable,
-    ) -> Result<(), sqlx::Error> {
-        let words = &self.words;
-        sqlx::query(&format!("DELETE FROM {words} WHERE customer_id = $1"))
-            .bind(customer_id)
-            .execute(&mut *conn)
-            .await?;
-        self.insert_words(conn, customer_id, company_id, searchable)
-            .await
-    }
-
-    async fn insert_words(
-        &self,
-        conn: &mut AnyConnection,
-        customer_id: &str,
-        company_id: &str,
-        searchable: &Searchable,
-    ) -> Result<(), sqlx::Error> {
-        let words = &self.words;
-        let words_of = searchable.words();
-        if words_of.is_empty() {
-            return Ok(());
-        }
-        // One statement for all the words: ($1, $2, $3), ($1, $4, $3), ...
-        let values = (0..words_of.len())
-            .map(|i| format!("($1, ${}, $2)", i + 3))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "INSERT INTO {words} (company_id, word, customer_id) VALUES {values} ON CONFLICT DO NOTHING"
-        );
-        let mut query = sqlx::query(&sql).bind(company_id).bind(customer_id);
-        for word in words_of {
-            query = query.bind(word);
-        }
-        query.execute(&mut *conn).await?;
-        Ok(())
-    }
-}
-
-/// Binds the parameters every guarded customer update shares:
-/// `$1` updated_by, `$2` updated_at, `$3` the new `last_seq`, `$4` the id,
-/// `$5` the `last_seq` the row must have now.
-trait BindGuard<'q> {
-    fn bind_guard(self, by: domain::UserId, at: &'q str, seq: i64, id: &'q str) -> Self;
-}
-
-impl<'q> BindGuard<'q> for sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
-    fn bind_guard(self, by: domain::UserId, at: &'q str, seq: i64, id: &'q str) -> Self {
-        self.bind(by.to_string())
-            .bind(at)
-            .bind(seq)
-            .bind(id)
-            .bind(seq - 1)
-    }
-}
+#[cfg(test)]
+#[path = "customers_tests.rs"]
+mod tests;

@@ -197,7 +197,7 @@ impl Env {
     pub fn customers_worker(&self) -> Worker {
         let view = projections::views::by_name("customers").expect("customers view");
         self.worker(Box::new(projections::feed::ViewHandler::new(
-            self.db.any.clone(),
+            self.db.clone(),
             view,
         )))
     }
@@ -446,7 +446,7 @@ pub async fn last_seqs(db: &Db) -> Vec<(String, i64)> {
 pub async fn apply_in_order(db: &Db, events: &[StoredEvent]) {
     let view = projections::views::by_name("customers").expect("customers view");
     for event in events {
-        let applied = projections::view::apply(&db.any, view.as_ref(), event)
+        let applied = projections::view::apply(db, view.as_ref(), event)
             .await
             .expect("apply");
         assert!(

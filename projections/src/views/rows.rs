@@ -1,0 +1,500 @@
+//! Set-based reads and writes of view rows, the same for every [`Fold`]:
+//! a run's rows are loaded with one query, folded in memory, and written with
+//! one multi-row upsert per table that only ever moves a row forward
+//! (`WHERE last_seq < excluded.last_seq`). A row at a given `last_seq` is the
+//! same whoever folded it, so duplicates, redeliveries and several workers
+//! racing on one view change nothing twice and never move a row back.
+//!
+//! The SQL is the same text on Postgres and SQLite; rebuilds bulk-load a
+//! fresh shadow table with `COPY` on Postgres ([`load_new`]).
+use commands::db::EventPool;
+use commands::events::StoredEvent;
+use commands::{Db, Dialect};
+use sqlx::{AnyConnection, Row};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::fold::{fold_run, Touched};
+use super::Fold;
+use crate::view::{Applied, ProjectionError};
+
+/// Bound parameters per statement, under SQLite's limit (32,766) and Postgres's (65,535).
+const MAX_PARAMETERS: usize = 30_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Int,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+pub const fn text(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Text,
+    }
+}
+
+pub const fn int(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Int,
+    }
+}
+
+/// One value of a row, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cell {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl From<String> for Cell {
+    fn from(value: String) -> Self {
+        Self::Text(Some(value))
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(value: &str) -> Self {
+        Self::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<Option<String>> for Cell {
+    fn from(value: Option<String>) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<i64> for Cell {
+    fn from(value: i64) -> Self {
+        Self::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Cell {
+    fn from(value: Option<i64>) -> Self {
+        Self::Int(value)
+    }
+}
+
+/// A loaded row's cells, read back in column order by [`Fold::from_cells`].
+pub struct Cells(std::vec::IntoIter<Cell>);
+
+impl Cells {
+    #[cfg(test)]
+    pub(crate) fn for_tests(cells: Vec<Cell>) -> Self {
+        Self(cells.into_iter())
+    }
+
+    fn next(&mut self) -> Cell {
+        self.0.next().unwrap_or(Cell::Text(None))
+    }
+
+    fn missing(what: &str) -> sqlx::Error {
+        sqlx::Error::Decode(format!("a view row has no {what} where one is required").into())
+    }
+
+    pub fn text(&mut self) -> Result<String, sqlx::Error> {
+        self.opt_text()?.ok_or_else(|| Self::missing("text"))
+    }
+
+    pub fn opt_text(&mut self) -> Result<Option<String>, sqlx::Error> {
+        match self.next() {
+            Cell::Text(value) => Ok(value),
+            Cell::Int(_) => Err(Self::missing("text")),
+        }
+    }
+
+    pub fn int(&mut self) -> Result<i64, sqlx::Error> {
+        self.opt_int()?.ok_or_else(|| Self::missing("integer"))
+    }
+
+    pub fn opt_int(&mut self) -> Result<Option<i64>, sqlx::Error> {
+        match self.next() {
+            Cell::Int(value) => Ok(value),
+            Cell::Text(_) => Err(Self::missing("integer")),
+        }
+    }
+}
+
+fn column_list(columns: &[Column]) -> String {
+    columns
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `$first, $first+1, ...`: `count` numbered placeholders.
+fn numbered(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2), ($3, $4)`: `rows` groups of `width` numbered placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", numbered(r * width + 1, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+fn bind_cell(query: Query<'_>, cell: Cell) -> Query<'_> {
+    match cell {
+        Cell::Text(value) => query.bind(value),
+        Cell::Int(value) => query.bind(value),
+    }
+}
+
+/// The rows of `ids` in `table`, by id. On Postgres they stay locked until
+/// the transaction ends, so a concurrent run on the same rows waits and then
+/// folds on what this one wrote.
+async fn load<F: Fold>(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    table: &str,
+    ids: &[&str],
+) -> Result<HashMap<String, F::Row>, sqlx::Error> {
+    let mut rows = HashMap::with_capacity(ids.len());
+    let lock = match dialect {
+        Dialect::Postgres => " ORDER BY id FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    for chunk in ids.chunks(MAX_PARAMETERS / 4) {
+        let sql = format!(
+            "SELECT {} FROM {table} WHERE id IN ({}){lock}",
+            column_list(F::COLUMNS),
+            numbered(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let (id, row) = decode::<F>(&row)?;
+            rows.insert(id, row);
+        }
+    }
+    Ok(rows)
+}
+
+fn decode<F: Fold>(row: &sqlx::any::AnyRow) -> Result<(String, F::Row), sqlx::Error> {
+    let mut cells = Vec::with_capacity(F::COLUMNS.len());
+    for (i, column) in F::COLUMNS.iter().enumerate() {
+        cells.push(match column.kind {
+            Kind::Text => Cell::Text(row.try_get(i)?),
+            Kind::Int => Cell::Int(row.try_get(i)?),
+        });
+    }
+    Ok((row.try_get(0)?, F::from_cells(Cells(cells.into_iter()))?))
+}
+
+/// Every row of the view's live table, by id (for checks: compare with a fold).
+pub async fn load_all<F: Fold>(db: &Db) -> Result<BTreeMap<String, F::Row>, sqlx::Error> {
+    let sql = format!("SELECT {} FROM {}", column_list(F::COLUMNS), F::TABLE);
+    sqlx::query(&sql)
+        .fetch_all(&db.any)
+        .await?
+        .iter()
+        .map(decode::<F>)
+        .collect()
+}
+
+/// Writes `rows` with multi-row upserts that only move a row forward;
+/// returns the ids actually written (a row already at or past the folded
+/// `last_seq`, written meanwhile by another worker, is left alone).
+async fn upsert<F: Fold>(
+    conn: &mut AnyConnection,
+    table: &str,
+    rows: &[&F::Row],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let width = F::COLUMNS.len();
+    let updates = F::COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{0} = excluded.{0}", c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut written = HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(MAX_PARAMETERS / width) {
+        let sql = format!(
+            "INSERT INTO {table} ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET {updates} \
+             WHERE {table}.last_seq < excluded.last_seq RETURNING id",
+            column_list(F::COLUMNS),
+            placeholders(chunk.len(), width)
+        );
+        let mut query = sqlx::query(&sql);
+        for row in chunk {
+            for cell in F::cells(row) {
+                query = bind_cell(query, cell);
+            }
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            written.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(written)
+}
+
+async fn delete_words(
+    conn: &mut AnyConnection,
+    words: &str,
+    ids: &[&str],
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(MAX_PARAMETERS) {
+        let sql = format!(
+            "DELETE FROM {words} WHERE customer_id IN ({})",
+            numbered(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// One `(company_id, word, customer_id)` row per word of each row in `owners`.
+fn word_rows<'r, F: Fold>(
+    touched: &'r BTreeMap<String, Touched<F::Row>>,
+    owners: &[&'r str],
+) -> Vec<[String; 3]> {
+    let mut out = vec![];
+    for id in owners {
+        if let Some((company, words)) = F::words(&touched[*id].after) {
+            for word in words {
+                out.push([company.clone(), word, (*id).to_owned()]);
+            }
+        }
+    }
+    out
+}
+
+async fn insert_words(
+    conn: &mut AnyConnection,
+    words: &str,
+    rows: Vec<[String; 3]>,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(MAX_PARAMETERS / 3) {
+        let sql = format!(
+            "INSERT INTO {words} (company_id, word, customer_id) VALUES {} ON CONFLICT DO NOTHING",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(&sql);
+        for [company, word, owner] in chunk {
+            query = query
+                .bind(company.as_str())
+                .bind(word.as_str())
+                .bind(owner.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The distinct ids of the fold's events in `events`.
+fn ids_of<F: Fold>(events: &[StoredEvent]) -> Vec<&str> {
+    let mut seen = HashSet::new();
+    events
+        .iter()
+        .filter(|e| e.aggregate_type == F::AGGREGATE)
+        .map(|e| e.aggregate_id.as_str())
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// Applies a run of events to the view inside the caller's transaction: one
+/// load, the fold, one upsert per table. Returns one verdict per event; an
+/// event the view cannot read is [`Applied::Unreadable`] and changes nothing.
+pub async fn apply_run<F: Fold>(
+    conn: &mut AnyConnection,
+    db: &Db,
+    table: &str,
+    words: Option<&str>,
+    events: &[StoredEvent],
+) -> Result<Vec<Applied>, ProjectionError> {
+    let ids = ids_of::<F>(events);
+    if ids.is_empty() {
+        return Ok(vec![Applied::Ignored; events.len()]);
+    }
+    let loaded = load::<F>(conn, db.dialect(), table, &ids).await?;
+    let run = fold_run::<F>(loaded, events);
+    if run.touched.is_empty() {
+        return Ok(run.verdicts);
+    }
+    let rows: Vec<&F::Row> = run.touched.values().map(|t| &t.after).collect();
+    let written = upsert::<F>(conn, table, &rows).await?;
+    if let Some(words) = words {
+        let reworded: Vec<&str> = run
+            .touched
+            .iter()
+            .filter(|(id, t)| {
+                written.contains(*id) && t.before.as_ref().map(F::words) != Some(F::words(&t.after))
+            })
+            .map(|(id, _)| id.as_str())
+            .collect();
+        // A row missing at load time may have been inserted since by another
+        // worker (Postgres; SQLite has one writer), with words of its own.
+        let stale: Vec<&str> = reworded
+            .iter()
+            .copied()
+            .filter(|id| run.touched[*id].before.is_some() || db.dialect() == Dialect::Postgres)
+            .collect();
+        delete_words(conn, words, &stale).await?;
+        insert_words(conn, words, word_rows::<F>(&run.touched, &reworded)).await?;
+    }
+    // An event whose row another writer moved past it meanwhile: a duplicate.
+    Ok(events
+        .iter()
+        .zip(run.verdicts)
+        .map(|(event, verdict)| match verdict {
+            Applied::Applied if !written.contains(&event.aggregate_id) => Applied::Duplicate,
+            other => other,
+        })
+        .collect())
+}
+
+/// [`apply_run`] for a rebuild's bulk phase: the tables are nobody else's
+/// and have no indexes yet, and the run holds whole aggregates (but for one
+/// longer than a page). On Postgres the folded rows are `COPY`ed in on a
+/// connection of the event pool, in a transaction of their own; on SQLite
+/// this is [`apply_run`].
+pub async fn load_new<F: Fold>(
+    conn: &mut AnyConnection,
+    db: &Db,
+    table: &str,
+    words: Option<&str>,
+    events: &[StoredEvent],
+) -> Result<Vec<Applied>, ProjectionError> {
+    let EventPool::Postgres(pool) = &db.events else {
+        return apply_run::<F>(conn, db, table, words, events).await;
+    };
+    // Only an aggregate whose first event here is not its first has a row already.
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    for event in events.iter().filter(|e| e.aggregate_type == F::AGGREGATE) {
+        first.entry(&event.aggregate_id).or_insert(event.sequence);
+    }
+    let known: Vec<&str> = first
+        .iter()
+        .filter(|(_, seq)| **seq > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    let loaded = load::<F>(conn, db.dialect(), table, &known).await?;
+    let run = fold_run::<F>(loaded, events);
+    if run.touched.is_empty() {
+        return Ok(run.verdicts);
+    }
+    let mut tx = pool.begin().await?;
+    let replaced: Vec<&str> = run
+        .touched
+        .iter()
+        .filter(|(_, t)| t.before.is_some())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    for (target, column) in std::iter::once((table, "id")).chain(words.map(|w| (w, "customer_id")))
+    {
+        for chunk in replaced.chunks(MAX_PARAMETERS) {
+            let sql = format!(
+                "DELETE FROM {target} WHERE {column} IN ({})",
+                numbered(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+    }
+    let mut data = String::with_capacity(run.touched.len() * 300);
+    for touched in run.touched.values() {
+        csv_row(&mut data, F::cells(&touched.after));
+    }
+    copy_in(&mut tx, table, &column_list(F::COLUMNS), data).await?;
+    if let Some(words) = words {
+        let all: Vec<&str> = run.touched.keys().map(String::as_str).collect();
+        let mut data = String::with_capacity(all.len() * 200);
+        for row in word_rows::<F>(&run.touched, &all) {
+            csv_row(&mut data, row.into_iter().map(Cell::from).collect());
+        }
+        copy_in(&mut tx, words, "company_id, word, customer_id", data).await?;
+    }
+    tx.commit().await?;
+    Ok(run.verdicts)
+}
+
+async fn copy_in(
+    tx: &mut sqlx::PgConnection,
+    table: &str,
+    columns: &str,
+    data: String,
+) -> Result<(), sqlx::Error> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let mut sink = tx
+        .copy_in_raw(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT csv)"))
+        .await?;
+    sink.send(data.into_bytes()).await?;
+    sink.finish().await?;
+    Ok(())
+}
+
+/// Appends one CSV line: NULL is an empty unquoted field, text is quoted.
+fn csv_row(out: &mut String, cells: Vec<Cell>) {
+    for (i, cell) in cells.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match cell {
+            Cell::Text(Some(text)) => {
+                out.push('"');
+                for c in text.chars() {
+                    if c == '"' {
+                        out.push('"');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            Cell::Int(Some(n)) => out.push_str(&n.to_string()),
+            Cell::Text(None) | Cell::Int(None) => {}
+        }
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_once() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(numbered(1, 3), "$1, $2, $3");
+    }
+
+    #[test]
+    fn csv_quotes_text_and_leaves_null_empty() {
+        let mut out = String::new();
+        csv_row(
+            &mut out,
+            vec![
+                Cell::from("a \"b\""),
+                Cell::Text(None),
+                Cell::from(7),
+                Cell::Int(None),
+            ],
+        );
+        assert_eq!(out, "\"a \"\"b\"\"\",,7,\n");
+    }
+}
