@@ -154,7 +154,7 @@ async fn main() {
             "Benchmarks".into()
         },
         quick,
-        command: format!("CARGO_TARGET_DIR=/work/target {command}"),
+        command: command.to_string(),
         machine: &machine,
         scale: format!(
             "full stack: {} companies × {} customers seeded ({} customers); embedded: {} × {}; \

@@ -18,7 +18,7 @@ const LEAKS: [&str; 12] = [
     "backtrace",
     "src/",
     ".rs:",
-    "/work/",
+    "/.cargo/",
     "select ",
     "insert into",
     "argon2",

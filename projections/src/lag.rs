@@ -8,6 +8,7 @@
 //!   durable consumer has not acknowledged (`num_pending + num_ack_pending`);
 //!   the age is the older of the relay's oldest unpublished event and the
 //!   stream's first message past the consumer's acknowledged floor.
+use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
 use commands::events::Checkpoint;
 use commands::{Db, Dialect};
@@ -15,8 +16,6 @@ use sqlx::Row;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
-
-use crate::feed::relay;
 
 /// How far one view is behind.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -160,6 +159,17 @@ pub async fn sample(db: &Db, source: &Source) -> Result<Vec<ViewLag>, String> {
         .await
         .map_err(|e| e.to_string())?;
     let unpublished = behind(db, after).await.map_err(|e| e.to_string())?;
+    let stream = match source {
+        Source::JetStream {
+            jetstream, stream, ..
+        } => Some(
+            jetstream
+                .get_stream(stream)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        Source::Embedded => None,
+    };
     let mut lags = vec![];
     for view in &views {
         let (events, seconds) = unpublished
@@ -171,11 +181,8 @@ pub async fn sample(db: &Db, source: &Source) -> Result<Vec<ViewLag>, String> {
             events,
             seconds,
         };
-        if let Source::JetStream {
-            jetstream, stream, ..
-        } = source
-        {
-            let (pending, age) = consumer_lag(jetstream, stream, view.name()).await?;
+        if let Some(stream) = &stream {
+            let (pending, age) = consumer_lag(stream, view.name()).await?;
             lag.events += pending;
             lag.seconds = lag.seconds.max(age);
         }
@@ -185,9 +192,8 @@ pub async fn sample(db: &Db, source: &Source) -> Result<Vec<ViewLag>, String> {
 }
 
 /// A view consumer's unacknowledged events and the age of the first of them.
-async fn consumer_lag(js: &Context, stream: &str, view: &str) -> Result<(u64, f64), String> {
-    let name = format!("crm-{}", relay::token(view));
-    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+async fn consumer_lag(stream: &Stream, view: &str) -> Result<(u64, f64), String> {
+    let name = crate::feed::worker::consumer_name(view);
     // No consumer yet (no worker has started): nothing to measure there.
     let Ok(mut consumer) = stream
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)

@@ -40,24 +40,22 @@ fn begin(db: &Db) -> &'static str {
     }
 }
 
-/// Creates empty `shadow` with the columns and indexes of `live`. With
-/// `defer_indexes`, the shadow gets only its columns and constraints now (and
-/// on SQLite its inline keys); the statements that add the rest are returned,
-/// to run once the bulk load is in: an index built over loaded rows costs a
-/// fraction of one maintained row by row.
+/// Creates empty `shadow` with the columns of `live` and only its
+/// constraints (on SQLite its inline keys); the statements that add its keys
+/// and indexes are returned, to run once the bulk load is in: an index built
+/// over loaded rows costs a fraction of one maintained row by row.
 async fn create_shadow(
     db: &Db,
     conn: &mut AnyConnection,
     live: &str,
     shadow: &str,
-    defer_indexes: bool,
 ) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query(&format!("DROP TABLE IF EXISTS {shadow}"))
         .execute(&mut *conn)
         .await?;
     let mut deferred = vec![];
     match db.dialect() {
-        Dialect::Postgres if defer_indexes => {
+        Dialect::Postgres => {
             sqlx::query(&format!(
                 "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL EXCLUDING INDEXES)"
             ))
@@ -98,13 +96,6 @@ async fn create_shadow(
                 deferred.push(format!("CREATE {unique}INDEX ON {shadow}{}", &def[using..]));
             }
         }
-        Dialect::Postgres => {
-            sqlx::query(&format!(
-                "CREATE TABLE {shadow} (LIKE {live} INCLUDING ALL)"
-            ))
-            .execute(&mut *conn)
-            .await?;
-        }
         Dialect::Sqlite => {
             let rows = sqlx::query("SELECT type, sql FROM sqlite_master WHERE tbl_name = $1 AND sql IS NOT NULL ORDER BY type DESC")
                 .bind(live)
@@ -130,11 +121,7 @@ async fn create_shadow(
                     "CREATE {unique}INDEX {live}_i{i}_{generation} ON {shadow} {}",
                     &sql[open..]
                 );
-                if defer_indexes {
-                    deferred.push(statement);
-                } else {
-                    sqlx::query(&statement).execute(&mut *conn).await?;
-                }
+                deferred.push(statement);
             }
         }
     }
@@ -330,7 +317,7 @@ pub async fn rebuild(
     let mut conn = db.any.acquire().await?;
     let mut deferred = vec![];
     for (live, copy) in view.tables().iter().zip(shadow.tables()) {
-        deferred.extend(create_shadow(db, &mut conn, live, &copy, true).await?);
+        deferred.extend(create_shadow(db, &mut conn, live, &copy).await?);
     }
     let progress = if show_progress {
         let total: i64 =

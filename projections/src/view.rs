@@ -47,8 +47,6 @@ pub trait Projection: Send + Sync {
     /// The name operators use (`crm projections rebuild customers`).
     fn name(&self) -> &'static str;
     fn aggregate_type(&self) -> &'static str;
-    /// The table whose rows (keyed by aggregate id) carry `last_seq`.
-    fn table(&self) -> &str;
     /// Every table this view writes (for rebuilds).
     fn tables(&self) -> Vec<String>;
     /// The same view writing into other tables (a rebuild's shadow copy).

@@ -118,7 +118,7 @@ pub async fn signup(
     let stale = state.await_token(ctx.company_id, Some(&token)).await;
     let (user, folded_stamp) =
         super::users::fresh_user(&state, ctx.company_id, ctx.user_id, user.version).await?;
-    let company = super::company::fresh_company(&state, ctx.company_id, company.version).await?;
+    let company = super::company::company_from_store(&state, ctx.company_id).await?;
     let ttl = state.settings.token_ttl.as_secs();
     let security_stamp = match folded_stamp {
         Some(stamp) => stamp,

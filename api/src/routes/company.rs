@@ -42,28 +42,15 @@ pub async fn load_company(state: &AppState, company: CompanyId) -> ApiResult<(Co
     ))
 }
 
-/// The company at (at least) `version`: the view's row, or, while the view
-/// lags behind that write, the company folded from its events.
-pub async fn fresh_company(
-    state: &AppState,
-    company: CompanyId,
-    version: u64,
-) -> ApiResult<CompanyDto> {
-    let row = match projections::read::companies::get(state.pool(), company).await? {
-        Some(row) if row.last_seq >= version as i64 => row,
-        _ => {
-            let events =
-                commands::events::read_stream(state.commands.db(), "company", &company.to_string())
-                    .await?;
-            found(
-                projections::views::fold_events::<projections::views::companies::Companies>(
-                    &events,
-                )
-                .map_err(crate::error::ApiError::internal)?,
-            )?
-            .into()
-        }
-    };
+/// The company as its events leave it: a write's reply, which never waits
+/// for the view.
+pub async fn company_from_store(state: &AppState, company: CompanyId) -> ApiResult<CompanyDto> {
+    let events =
+        commands::events::read_stream(state.commands.db(), "company", &company.to_string()).await?;
+    let row = found(
+        projections::views::fold_events::<projections::views::companies::Companies>(&events)
+            .map_err(crate::error::ApiError::internal)?,
+    )?;
     Ok(CompanyDto {
         id: row.id,
         name: row.name,
@@ -121,7 +108,7 @@ pub async fn rename_company(
         )
         .await?;
     let token = ConsistencyToken::applied("company", caller.company_id, outcome.version);
-    let company = fresh_company(&state, caller.company_id, outcome.version).await?;
+    let company = company_from_store(&state, caller.company_id).await?;
     Ok(Reply::ok(company)
         .version(outcome.version as i64)
         .token(token))

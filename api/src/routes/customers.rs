@@ -213,9 +213,9 @@ fn optional_change<T>(
     }
 }
 
-/// Answers a write with the customer as its events leave it: `written` when
-/// the write folded it already, else folded from its stream. It never waits
-/// for a view; the token lets a later read wait for one.
+/// Answers a write with the customer as its events leave it (folded from
+/// its stream). It never waits for a view; the token lets a later read wait
+/// for one.
 async fn reply_customer(
     state: &AppState,
     caller: &Caller,
@@ -223,18 +223,27 @@ async fn reply_customer(
     token: ConsistencyToken,
     version: u64,
     status: StatusCode,
-    written: Option<CustomerRow>,
 ) -> ApiResult<Reply<CustomerDto>> {
-    let row = match written {
-        Some(row) => row,
-        None => customer_from_store(state, caller, id).await?,
-    };
+    let row = customer_from_store(state, caller, id).await?;
+    reply_with(state, caller, row, token, version, status).await
+}
+
+/// Answers a write with `row`, the customer as the write left it.
+async fn reply_with(
+    state: &AppState,
+    caller: &Caller,
+    row: CustomerRow,
+    token: ConsistencyToken,
+    version: u64,
+    status: StatusCode,
+) -> ApiResult<Reply<CustomerDto>> {
+    let location = format!("/v1/customers/{}", row.id);
     let row = with_photo_details(state, caller, row).await?;
     Ok(Reply::ok(CustomerDto::from(row))
         .status(status)
         .version(version as i64)
         .token(token)
-        .location(format!("/v1/customers/{id}")))
+        .location(location))
 }
 
 /// The customer folded from its events.
@@ -466,16 +475,11 @@ pub async fn create_customer(
     if photo.is_some() {
         token = token.and(settle_photos(&state, &caller, id, version, photo, None).await?);
     }
-    reply_customer(
-        &state,
-        &caller,
-        id,
-        token,
-        version,
-        StatusCode::CREATED,
-        written,
-    )
-    .await
+    match written {
+        // A new customer: its reply needs no read.
+        Some(row) => reply_with(&state, &caller, row, token, version, StatusCode::CREATED).await,
+        None => reply_customer(&state, &caller, id, token, version, StatusCode::CREATED).await,
+    }
 }
 
 /// One customer (a deleted one too, with `deleted_at` set).
@@ -534,16 +538,7 @@ pub async fn update_customer(
         )
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
-    reply_customer(
-        &state,
-        &caller,
-        id,
-        token,
-        outcome.version,
-        StatusCode::OK,
-        None,
-    )
-    .await
+    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
 }
 
 /// Soft-deletes a customer: it leaves the default list.
@@ -593,16 +588,7 @@ pub async fn restore_customer(
         )
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
-    reply_customer(
-        &state,
-        &caller,
-        id,
-        token,
-        outcome.version,
-        StatusCode::OK,
-        None,
-    )
-    .await
+    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
 }
 
 /// Shows an uploaded photo on the customer (upload flow, option 1); the
@@ -650,16 +636,7 @@ pub async fn set_photo(
     };
     let token = ConsistencyToken::applied("customer", id, outcome.version)
         .and(settle_photos(&state, &caller, id, outcome.version, Some(photo), replaced).await?);
-    reply_customer(
-        &state,
-        &caller,
-        id,
-        token,
-        outcome.version,
-        StatusCode::OK,
-        None,
-    )
-    .await
+    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
 }
 
 /// Removes the customer's photo.
@@ -705,7 +682,7 @@ pub async fn remove_photo(
     };
     let token = ConsistencyToken::applied("customer", id, version)
         .and(settle_photos(&state, &caller, id, version, None, detached).await?);
-    reply_customer(&state, &caller, id, token, version, StatusCode::OK, None).await
+    reply_customer(&state, &caller, id, token, version, StatusCode::OK).await
 }
 
 /// The customer's events, oldest first: who changed what, when.

@@ -69,6 +69,11 @@ fn retry_delay(delivered: i64) -> Duration {
     RETRY_DELAYS[index.min(RETRY_DELAYS.len() - 1)]
 }
 
+/// The durable consumer of the handler called `handler`: `crm-<handler>`.
+pub fn consumer_name(handler: &str) -> String {
+    format!("crm-{}", token(handler))
+}
+
 pub struct Worker {
     jetstream: Context,
     /// Where parked events go.
@@ -116,7 +121,7 @@ impl Worker {
 
     /// The durable consumer's name: `crm-<handler name>`.
     pub fn consumer_name(&self) -> String {
-        format!("crm-{}", token(self.handler.name()))
+        consumer_name(self.handler.name())
     }
 
     fn consumer_config(&self) -> pull::Config {

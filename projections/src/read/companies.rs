@@ -17,15 +17,3 @@ pub async fn get(pool: &AnyPool, company: CompanyId) -> Result<Option<CompanyRow
         .fetch_optional(pool)
         .await
 }
-
-impl From<crate::views::companies::Company> for CompanyRow {
-    fn from(row: crate::views::companies::Company) -> Self {
-        Self {
-            id: row.id,
-            name: row.name,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-            last_seq: row.last_seq,
-        }
-    }
-}

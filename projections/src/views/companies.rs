@@ -85,7 +85,7 @@ impl Fold for Companies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::fold::fold_stream;
+    use crate::views::fold::fold_events;
     use crate::views::test_support::stored;
     use domain::values::CompanyName;
     use domain::{CompanyId, UserId};
@@ -118,7 +118,7 @@ mod tests {
                 },
             ),
         ];
-        let row = fold_stream::<Companies>(None, &events).unwrap().unwrap();
+        let row = fold_events::<Companies>(&events).unwrap().unwrap();
         assert_eq!(row.name, "Acme Ltd");
         assert_eq!(row.updated_at, "2026-01-01T00:00:02.000000Z");
         assert_eq!(row.created_at, "2026-01-01T00:00:01.000000Z");

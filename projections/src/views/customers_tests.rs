@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::view::Applied;
-use crate::views::fold::{fold_run, fold_stream};
+use crate::views::fold::{fold_events, fold_run};
 use crate::views::test_support::{stored, ID};
 
 fn user(n: u128) -> UserId {
@@ -43,7 +43,7 @@ fn given(events: Vec<CustomerEvent>) -> Customer {
         .enumerate()
         .map(|(i, e)| stored("customer", i as i64 + 1, &e))
         .collect();
-    fold_stream::<Customers>(None, &stored).unwrap().unwrap()
+    fold_events::<Customers>(&stored).unwrap().unwrap()
 }
 
 #[test]
@@ -118,7 +118,7 @@ fn delete_flags_the_row_and_restore_clears_it() {
 #[test]
 fn a_change_without_a_row_cannot_apply() {
     let event = stored("customer", 1, &renamed("Byron"));
-    assert!(fold_stream::<Customers>(None, &[event]).is_err());
+    assert!(fold_events::<Customers>(&[event]).is_err());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use commands::events::StoredEvent;
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Change, Fold};
-use crate::view::Applied;
+use crate::view::{Applied, ProjectionError};
 
 /// A row a run changed: as it was loaded (`None`: not in the table) and as
 /// the run leaves it.
@@ -73,21 +73,14 @@ pub fn fold_run<F: Fold>(
     FoldedRun { verdicts, touched }
 }
 
-/// An aggregate's row from its events alone (a whole stream, or the events a
-/// write just committed on top of `row`). `Err` names an event that cannot be
-/// read or applied.
-pub fn fold_stream<F: Fold>(
-    mut row: Option<F::Row>,
-    events: &[StoredEvent],
-) -> Result<Option<F::Row>, String> {
+/// The row an aggregate's stored events leave (its whole stream, as a
+/// write's reply reads it). `Err` names the event that cannot be read or
+/// applied.
+pub fn fold_events<F: Fold>(events: &[StoredEvent]) -> Result<Option<F::Row>, ProjectionError> {
+    let mut row = None;
     for event in events.iter().filter(|e| e.aggregate_type == F::AGGREGATE) {
-        if row
-            .as_ref()
-            .is_some_and(|r| F::last_seq(r) >= event.sequence)
-        {
-            continue;
-        }
-        row = Some(F::evolve(row, Change::decode(event)?)?);
+        let change = Change::decode(event).map_err(|why| ProjectionError::bad_event(event, why))?;
+        row = Some(F::evolve(row, change).map_err(|why| ProjectionError::bad_event(event, why))?);
     }
     Ok(row)
 }

@@ -6,10 +6,11 @@
 //!   one query, folded in memory ([`fold::fold_run`]), and written back with
 //!   one multi-row upsert per table, guarded by `last_seq` ([`rows`]);
 //! - a write's reply folds the events it just committed
-//!   ([`fold::fold_stream`]), so it never waits for a view.
+//!   ([`fold::fold_events`], [`fold_new`]), so it never waits for a view.
 pub mod companies;
 pub mod customers;
 pub mod fold;
+pub use fold::fold_events;
 pub mod photos;
 pub mod rows;
 pub mod users;
@@ -63,7 +64,8 @@ pub trait Fold: Send + Sync + 'static {
     const TABLE: &'static str;
     /// The table's columns in [`Fold::cells`] order: `id` first, `last_seq` among them.
     const COLUMNS: &'static [Column];
-    /// The search-word table (`company_id, word, <table>_id`), if the view has one.
+    /// The search-word table, if the view has one: `(company_id, word,
+    /// customer_id)` rows from [`Fold::words`].
     const WORDS: Option<&'static str> = None;
 
     /// The row after `change`; `row` is `None` for an aggregate's first event.
@@ -107,10 +109,6 @@ impl<F: Fold> Projection for FoldView<F> {
         F::AGGREGATE
     }
 
-    fn table(&self) -> &str {
-        &self.table
-    }
-
     fn tables(&self) -> Vec<String> {
         std::iter::once(self.table.clone())
             .chain(self.words.clone())
@@ -138,18 +136,6 @@ impl<F: Fold> Projection for FoldView<F> {
     ) -> Result<Vec<Applied>, ProjectionError> {
         rows::load_new::<F>(conn, db, &self.table, self.words.as_deref(), events).await
     }
-}
-
-/// The row an aggregate's stored events leave (its whole stream, read for a
-/// write's reply).
-pub fn fold_events<F: Fold>(events: &[StoredEvent]) -> Result<Option<F::Row>, ProjectionError> {
-    fold::fold_stream::<F>(None, events).map_err(|error| {
-        let at = events
-            .first()
-            .map(StoredEvent::message_id)
-            .unwrap_or_default();
-        ProjectionError::BadEvent(at, error)
-    })
 }
 
 /// The row a new aggregate's first events leave, as a write just committed

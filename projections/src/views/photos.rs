@@ -165,7 +165,7 @@ impl Fold for Photos {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::fold::fold_stream;
+    use crate::views::fold::fold_events;
     use crate::views::test_support::stored;
     use domain::photo::StoredImage;
     use domain::values::{ImageType, ObjectKey, Sha256Hex};
@@ -193,7 +193,7 @@ mod tests {
             .enumerate()
             .map(|(i, e)| stored("photo", i as i64 + 1, e))
             .collect();
-        fold_stream::<Photos>(None, &stored).unwrap().unwrap()
+        fold_events::<Photos>(&stored).unwrap().unwrap()
     }
 
     #[test]

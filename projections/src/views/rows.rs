@@ -395,24 +395,21 @@ pub async fn load_new<F: Fold>(
         return Ok(run.verdicts);
     }
     let mut tx = pool.begin().await?;
-    let replaced: Vec<&str> = run
+    // Rows of an aggregate longer than a page: replaced, with their words.
+    let replaced: Vec<String> = run
         .touched
         .iter()
         .filter(|(_, t)| t.before.is_some())
-        .map(|(id, _)| id.as_str())
+        .map(|(id, _)| id.clone())
         .collect();
-    for (target, column) in std::iter::once((table, "id")).chain(words.map(|w| (w, "customer_id")))
-    {
-        for chunk in replaced.chunks(MAX_PARAMETERS) {
-            let sql = format!(
-                "DELETE FROM {target} WHERE {column} IN ({})",
-                numbered(1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            query.execute(&mut *tx).await?;
+    if !replaced.is_empty() {
+        for (target, column) in
+            std::iter::once((table, "id")).chain(words.map(|w| (w, "customer_id")))
+        {
+            sqlx::query(&format!("DELETE FROM {target} WHERE {column} = ANY($1)"))
+                .bind(&replaced)
+                .execute(&mut *tx)
+                .await?;
         }
     }
     let mut data = String::with_capacity(run.touched.len() * 300);

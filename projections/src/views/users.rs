@@ -183,7 +183,7 @@ impl Fold for Users {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::fold::fold_stream;
+    use crate::views::fold::fold_events;
     use crate::views::rows::Cells;
     use crate::views::test_support::stored;
     use domain::values::{Email, PasswordHash, PersonName, Role};
@@ -209,7 +209,7 @@ mod tests {
             .enumerate()
             .map(|(i, e)| stored("user", i as i64 + 1, e))
             .collect();
-        fold_stream::<Users>(None, &stored).unwrap().unwrap()
+        fold_events::<Users>(&stored).unwrap().unwrap()
     }
 
     #[test]
