@@ -39,6 +39,10 @@ const LEASE_RETRY: Duration = Duration::from_secs(1);
 const LEASE_CHECK: Duration = Duration::from_secs(1);
 /// Between polls when caught up: the publish latency floor.
 const POLL: Duration = Duration::from_millis(25);
+/// After a commit wakes it, how long the relay lets more commits gather, so
+/// that under load a step publishes a page rather than an event or two (each
+/// step costs a read and a checkpoint write).
+const GATHER: Duration = Duration::from_millis(2);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -428,7 +432,11 @@ impl Relay {
                         }
                     };
                     tokio::select! {
-                        _ = woken => {}
+                        _ = woken => {
+                            if pause(&mut shutdown, GATHER).await {
+                                break;
+                            }
+                        }
                         stop = pause(&mut shutdown, POLL) => if stop { break },
                     }
                 }

@@ -14,7 +14,7 @@
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{AckKind, Context, Message};
 use commands::events::StoredEvent;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use sqlx::AnyPool;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
@@ -37,7 +37,9 @@ const RETRY_DELAYS: [Duration; 7] = [
     Duration::from_secs(30),
 ];
 /// Messages per pull and how long a pull waits for them in [`Worker::run`].
-const BATCH: usize = 100;
+const BATCH: usize = 500;
+/// How long a group waits for more messages after its first one.
+const GATHER: Duration = Duration::from_millis(2);
 const WAIT: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -195,19 +197,20 @@ impl Worker {
             .map_err(nats("pulling messages"))?;
         let mut processed = 0;
         while let Some(message) = messages.next().await {
-            // Whatever else has already arrived is handled with it, as one
+            // Whatever else arrives within GATHER is handled with it, as one
             // group (one transaction for a view): under load that is one
             // commit for many events instead of one each.
             let mut group = vec![message.map_err(nats("receiving a message"))?];
             let mut failed = None;
+            let gathered = tokio::time::Instant::now() + GATHER;
             while group.len() < max {
-                match messages.next().now_or_never() {
-                    Some(Some(Ok(message))) => group.push(message),
-                    Some(Some(Err(error))) => {
+                match tokio::time::timeout_at(gathered, messages.next()).await {
+                    Ok(Some(Ok(message))) => group.push(message),
+                    Ok(Some(Err(error))) => {
                         failed = Some(error);
                         break;
                     }
-                    Some(None) | None => break,
+                    Ok(None) | Err(_) => break,
                 }
             }
             processed += group.len();
