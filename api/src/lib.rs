@@ -47,8 +47,15 @@ fn decorate(mut spec: OpenApi) -> OpenApi {
     spec::complete(&mut spec);
     spec.info.title = "CRM API".into();
     spec.info.version = "1.0.0".into();
-    spec.info.description =
-        Some("Multi-tenant CRM: companies, users, customers and their photos.".into());
+    spec.info.description = Some(
+        "Multi-tenant CRM: companies, users, customers and their photos.\n\n\
+         Writes answer from their own events, without waiting for the read models. \
+         To see a write in a later read, send its `X-Consistency-Token` back on that read: \
+         the read waits (at most 5 s) until the read models include it. Without the token, \
+         a read may miss a write, but never by more than the lag bound: past it, writes answer \
+         `503` with `Retry-After` and a detail naming the lagging view."
+            .into(),
+    );
     let components = spec.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",

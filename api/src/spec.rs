@@ -235,7 +235,7 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
     if path.starts_with("/v1/") || path == "/readyz" {
         add(
             "503",
-            "A store the request needs is unavailable, or the request timed out; retry after `Retry-After` seconds.",
+            "A store the request needs is unavailable, the request timed out, or (a write) a read model lags past the configured bound (the detail names it); retry after `Retry-After` seconds.",
         );
     }
     for (status, response) in responses.iter_mut() {
