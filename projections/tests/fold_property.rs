@@ -4,7 +4,7 @@
 //! row, on Postgres and on SQLite.
 mod common;
 
-use commands::events::{read_committed_after, Checkpoint, StoredEvent};
+use commands::events::StoredEvent;
 use commands::{Commands, Db, Expect};
 use common::*;
 use domain::customer::{Customer, CustomerCommand};
@@ -53,12 +53,6 @@ async fn random_history(commands: &Commands, mut seed: u64) {
             .execute::<Customer>(&id.to_string(), command(ctx.user_id), &ctx, Expect::Any)
             .await;
     }
-}
-
-async fn all_events(db: &Db) -> Vec<StoredEvent> {
-    read_committed_after(db, Checkpoint::default(), 100_000)
-        .await
-        .expect("read events")
 }
 
 /// The rows the pure fold makes of each customer's stream.
@@ -143,7 +137,7 @@ fn expected_words(
 async fn check_paths_agree(db: &Db, seed: u64) {
     let commands = Commands::new(db.clone());
     random_history(&commands, seed).await;
-    let events = all_events(db).await;
+    let events = all_committed(db).await;
     let expected = folded(&events);
     assert!(expected.len() >= 6, "the history registers customers");
 

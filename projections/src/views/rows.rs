@@ -156,20 +156,17 @@ fn bind_cell(query: Query<'_>, cell: Cell) -> Query<'_> {
     }
 }
 
-/// The rows of `ids` in `table`, by id. On Postgres they stay locked until
-/// the transaction ends, so a concurrent run on the same rows waits and then
-/// folds on what this one wrote.
+/// The rows of `ids` in `table`, by id. With `lock` (Postgres) they stay
+/// locked until the transaction ends, so a concurrent run on the same rows
+/// waits and then folds on what this one wrote.
 async fn load<F: Fold>(
     conn: &mut AnyConnection,
-    dialect: Dialect,
+    lock: bool,
     table: &str,
     ids: &[&str],
 ) -> Result<HashMap<String, F::Row>, sqlx::Error> {
     let mut rows = HashMap::with_capacity(ids.len());
-    let lock = match dialect {
-        Dialect::Postgres => " ORDER BY id FOR UPDATE",
-        Dialect::Sqlite => "",
-    };
+    let lock = if lock { " ORDER BY id FOR UPDATE" } else { "" };
     for chunk in ids.chunks(MAX_PARAMETERS / 4) {
         let sql = format!(
             "SELECT {} FROM {table} WHERE id IN ({}){lock}",
@@ -327,7 +324,8 @@ pub async fn apply_run<F: Fold>(
     if ids.is_empty() {
         return Ok(vec![Applied::Ignored; events.len()]);
     }
-    let loaded = load::<F>(conn, db.dialect(), table, &ids).await?;
+    let lock = db.dialect() == Dialect::Postgres;
+    let loaded = load::<F>(conn, lock, table, &ids).await?;
     let run = fold_run::<F>(loaded, events);
     if run.touched.is_empty() {
         return Ok(run.verdicts);
@@ -389,7 +387,9 @@ pub async fn load_new<F: Fold>(
         .filter(|(_, seq)| **seq > 1)
         .map(|(id, _)| *id)
         .collect();
-    let loaded = load::<F>(conn, db.dialect(), table, &known).await?;
+    // Not locked: the shadow is nobody else's, and the replaced rows are
+    // deleted below on another connection, which would wait on this one.
+    let loaded = load::<F>(conn, false, table, &known).await?;
     let run = fold_run::<F>(loaded, events);
     if run.touched.is_empty() {
         return Ok(run.verdicts);
