@@ -1,4 +1,4 @@
-//! Every route of `shared/API.md`: the happy path and each documented error,
+//! Every route of `docs/API.md`: the happy path and each documented error,
 //! on both stacks.
 mod common;
 

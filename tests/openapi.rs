@@ -6,7 +6,7 @@ use common::{spawn_app, Stack};
 use reqwest::Method;
 use std::collections::BTreeSet;
 
-/// The routes of `shared/API.md`, plus the photo metadata route.
+/// The routes of the HTTP contract (`docs/API.md`).
 const EXPECTED: [(&str, &str); 26] = [
     ("post", "/v1/signup"),
     ("post", "/v1/auth/token"),

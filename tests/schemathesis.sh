@@ -12,7 +12,7 @@
 # port with a fresh data directory, and stops it at the end. Settings that
 # the spec cannot express (opaque cursors and consistency tokens, semantic
 # 412s, uploads judged by their bytes) are in tests/schemathesis.toml, each
-# with its reason. Results and history: reliability-hostile.md.
+# with its reason. Results and history: RELIABILITY.md ("Hostile input").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,6 +1,6 @@
 //! Hostile clients, black-box: the OWASP API Security Top 10 (2023) items
-//! the other test files do not already cover (see reliability-hostile.md for
-//! the whole map), and the regressions of what fuzzing and review found.
+//! the other test files do not already cover (RELIABILITY.md, "Hostile input",
+//! has the whole map), and the regressions of what fuzzing and review found.
 mod common;
 
 use common::{spawn_app, spawn_app_with, Stack, TestApp};

@@ -1,4 +1,4 @@
-//! The REST layer (axum): the HTTP contract of `shared/API.md`.
+//! The REST layer (axum): the HTTP contract that `docs/API.md` describes.
 //!
 //! The life of a request: middleware gives it a request id, a trace span,
 //! metrics, CORS and size/time limits; the [`auth::Caller`] extractor verifies
