@@ -191,13 +191,14 @@ fn notes() -> Vec<String> {
          keys and defaults as `events`) per transaction through sqlx; `full_create_c*`: \
          `POST /v1/customers` through HTTP, auth, the aggregate load, the event commit, the relay \
          to JetStream, the projection worker and the customer read the response carries.",
-        "`POST /v1/customers` answers once its own view row is applied (read-your-writes is part \
-         of the write), so `lag_ack_to_visible` is about one list read; `lag_send_to_visible` is \
-         the whole way from sending the write to seeing it on the list's first page. The writes \
+        "`POST /v1/customers` answers from its own events without waiting for the views \
+         (read-your-writes goes through the consistency token), so `lag_ack_to_visible` is how \
+         long after the reply one in ten writes (`GET /v1/customers/{id}`, no token) became \
+         visible, and `lag_send_to_visible` the whole way from sending the write. The writes \
          are open-loop: a fixed rate, whatever the latency.",
         "Durability is as configured: Postgres `synchronous_commit=on`, `fsync=on`; JetStream \
-         publishes wait for their acks. The local NATS server runs with its default sync \
-         interval (docker-compose.yml sets `sync_interval: always`).",
+         publishes wait for their acks, and the NATS server (`scripts/nats-server.sh`) runs \
+         JetStream with `sync_interval: always`, as docker-compose.yml does.",
         "`read_*_direct`: the very query the server runs (`projections::read::customers::list`) \
          on a pool of its own; `read_*_http`: the same page through HTTP with a bearer token \
          (token check, users-view lookup, query, JSON).",

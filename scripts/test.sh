@@ -5,8 +5,10 @@
 #   scripts/test.sh -p api          # extra arguments go to `cargo test`
 #   scripts/test.sh -- --nocapture
 #
-# Starts PostgreSQL, NATS (JetStream) and an s3s-fs S3 server if needed
-# (scripts/services.sh). Honours an existing CARGO_TARGET_DIR and S3_PORT.
+# Starts PostgreSQL, NATS (JetStream, `sync_interval: always`, on
+# ${NATS_PORT:-4223}) and an s3s-fs S3 server if needed (scripts/services.sh).
+# Honours an existing CARGO_TARGET_DIR, S3_PORT, NATS_PORT and
+# CRM_ALLOW_OLD_NATS (scripts/nats-server.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +18,9 @@ cd "$ROOT"
 
 # Tests create their own fresh databases from this URL.
 export TEST_DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres"
-export TEST_NATS_URL="nats://127.0.0.1:4222"
+# The current nats-server that services.sh started (scripts/nats-server.sh),
+# not the machine's Debian one on 4222.
+export TEST_NATS_URL="nats://127.0.0.1:${NATS_PORT:-4223}"
 export TEST_S3_ENDPOINT="http://127.0.0.1:${S3_PORT:-9100}"
 export TEST_S3_ACCESS_KEY="crmtest"
 export TEST_S3_SECRET_KEY="crmtest-secret-key"

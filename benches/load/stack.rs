@@ -7,7 +7,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-pub const CRM: &str = env!("CARGO_BIN_EXE_crm");
+/// The `crm` binary built with this bench; `BENCH_CRM_BIN` names another
+/// (e.g. a build of the previous commit, for a before/after in one session).
+fn crm_binary() -> String {
+    std::env::var("BENCH_CRM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_crm").to_owned())
+}
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -44,7 +48,7 @@ impl Services {
                 "TEST_DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/postgres",
             )),
-            nats_url: env_or("TEST_NATS_URL", "nats://127.0.0.1:4222"),
+            nats_url: env_or("TEST_NATS_URL", "nats://127.0.0.1:4223"),
             s3_endpoint: env_or("TEST_S3_ENDPOINT", "http://127.0.0.1:9100"),
             s3_access_key: env_or("TEST_S3_ACCESS_KEY", "crmtest"),
             s3_secret_key: env_or("TEST_S3_SECRET_KEY", "crmtest-secret-key"),
@@ -170,7 +174,7 @@ impl Stack {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(CRM);
+        let mut command = Command::new(crm_binary());
         command
             .args(args)
             .env_clear()

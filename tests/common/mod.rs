@@ -124,7 +124,7 @@ pub async fn spawn_app_with(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
             ("DATABASE_URL".into(), url),
             (
                 "NATS_URL".into(),
-                env_or("TEST_NATS_URL", "nats://127.0.0.1:4222"),
+                env_or("TEST_NATS_URL", "nats://127.0.0.1:4223"),
             ),
             ("CRM_NATS_STREAM".into(), format!("CRM_TEST_{unique}")),
             (

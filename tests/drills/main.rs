@@ -10,7 +10,10 @@
 //! - drill ids as arguments (or `DRILL_ONLY=1a,7`): run only those;
 //! - `DRILL_REPORT=path`: also write the table there (markdown);
 //! - `DRILL_KEEP=1`: keep the temporary directory (logs, data);
-//! - `DRILL_LOG`: `RUST_LOG` of the crm processes (default `warn`).
+//! - `DRILL_LOG`: `RUST_LOG` of the crm processes (default `warn`);
+//! - `DRILL_NATS_BIN`: the nats-server to run (run.sh sets the pinned one of
+//!   scripts/nats-server.sh); `CRM_ALLOW_OLD_NATS=1` accepts one older than
+//!   2.10, which then runs without `sync_interval: always`.
 //!
 //! Exit status 1 if any drill lost or duplicated an acknowledged write, saw
 //! a 5xx other than 503, or failed one of its own checks.
@@ -262,7 +265,10 @@ fn main() -> ExitCode {
         let mut services = match Services::start(root.clone()).await {
             Ok(services) => services,
             Err(e) => {
-                eprintln!("drills: cannot start the private services: {e}");
+                eprintln!(
+                    "drills: cannot start the private services: {e} (logs kept in {})",
+                    root.display()
+                );
                 return ExitCode::FAILURE;
             }
         };

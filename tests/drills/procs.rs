@@ -347,8 +347,21 @@ pub struct Nats {
 }
 
 impl Nats {
+    /// The binary is `DRILL_NATS_BIN` (run.sh sets it to the pinned current
+    /// nats-server of scripts/nats-server.sh), else `nats-server` on PATH or
+    /// Debian's. One older than 2.10 cannot take `sync_interval: always`, so
+    /// it is refused unless `CRM_ALLOW_OLD_NATS=1`, and then runs without it.
     pub fn new(root: &Path) -> Result<Self> {
-        let bin = find_program("nats-server", &[PathBuf::from("/usr/sbin/nats-server")])?;
+        let bin = match std::env::var_os("DRILL_NATS_BIN").filter(|b| !b.is_empty()) {
+            Some(bin) => {
+                let bin = PathBuf::from(bin);
+                if !bin.is_file() {
+                    return Err(format!("DRILL_NATS_BIN={}: no such file", bin.display()));
+                }
+                bin
+            }
+            None => find_program("nats-server", &[PathBuf::from("/usr/sbin/nats-server")])?,
+        };
         let version = run(Command::new(&bin).arg("--version"), "nats-server --version")?
             .trim()
             .trim_start_matches("nats-server:")
@@ -358,6 +371,24 @@ impl Nats {
         let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         let sync_always = (major, minor) >= (2, 10);
+        if !sync_always {
+            if std::env::var("CRM_ALLOW_OLD_NATS").is_ok_and(|v| v == "1") {
+                eprintln!(
+                    "drills: WARNING: {} is nats-server {version}, which predates \
+                     sync_interval: JetStream runs WITHOUT `sync_interval: always` \
+                     (acks are not fsynced; not how production runs)",
+                    bin.display()
+                );
+            } else {
+                return Err(format!(
+                    "{} is nats-server {version}, too old for `sync_interval: always` \
+                     (2.10+); run the drills with tests/drills/run.sh, which installs the \
+                     pinned one, or set DRILL_NATS_BIN=$(scripts/nats-server.sh path); \
+                     CRM_ALLOW_OLD_NATS=1 runs them on it without that setting",
+                    bin.display()
+                ));
+            }
+        }
         let dir = root.join("nats");
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let port = free_port();
@@ -414,6 +445,7 @@ impl S3 {
         let home = std::env::var("CARGO_HOME")
             .map(PathBuf::from)
             .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+            // root's cargo home, when neither variable is set; check-docs: allow-path
             .unwrap_or_else(|_| PathBuf::from("/root/.cargo"));
         let bin = find_program("s3s-fs", &[home.join("bin/s3s-fs")])?;
         let dir = root.join("s3");
@@ -469,9 +501,11 @@ impl Services {
             Command::new("chmod").arg("755").arg(&root),
             "chmod the drill directory",
         );
+        // NATS first: it refuses a server too old for `sync_interval: always`
+        // before anything else is set up.
+        let mut nats = Nats::new(&root)?;
         let pg = Postgres::init(&root)?;
         pg.start()?;
-        let mut nats = Nats::new(&root)?;
         nats.start().await?;
         let mut s3 = S3::new(&root)?;
         s3.start().await?;

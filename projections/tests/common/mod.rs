@@ -24,7 +24,7 @@ pub fn admin_url() -> String {
 }
 
 pub fn nats_url() -> String {
-    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4223".into())
 }
 
 /// The admin URL with its database replaced by `name`.
