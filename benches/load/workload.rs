@@ -110,10 +110,18 @@ impl Api {
         }
     }
 
-    /// `POST /v1/customers`; the new customer's id once it is acknowledged.
-    async fn create_returning_id(&self, tenant: &Tenant, body: &Value) -> Option<String> {
-        let created: Value = self.post_customer(tenant, body).await?.json().await.ok()?;
-        created["id"].as_str().map(str::to_owned)
+    /// `POST /v1/customers`; the new customer's id and consistency token
+    /// once it is acknowledged.
+    async fn create_returning_id(&self, tenant: &Tenant, body: &Value) -> Option<(String, String)> {
+        let response = self.post_customer(tenant, body).await?;
+        let token = response
+            .headers()
+            .get("x-consistency-token")?
+            .to_str()
+            .ok()?
+            .to_owned();
+        let created: Value = response.json().await.ok()?;
+        Some((created["id"].as_str()?.to_owned(), token))
     }
 
     /// Waits until no view lags (`crm_view_lag_events` all zero on
@@ -141,6 +149,41 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
+    }
+
+    /// The p50 and p99 of the server's `*_event_age_seconds` summaries, in
+    /// ms, named `age_<relay|handler>_<p50|p99>`.
+    pub async fn event_age_quantiles(&self) -> Vec<(String, f64)> {
+        let Ok(response) = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+        else {
+            return vec![];
+        };
+        let text = response.text().await.unwrap_or_default();
+        let mut out = vec![];
+        for line in text.lines().filter(|l| l.contains("_event_age_seconds{")) {
+            let Some((labels, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let quantile = if labels.contains("quantile=\"0.5\"") {
+                "p50"
+            } else if labels.contains("quantile=\"0.99\"") {
+                "p99"
+            } else {
+                continue;
+            };
+            let source = match labels.split("handler=\"").nth(1) {
+                Some(rest) => rest.split('"').next().unwrap_or("?").to_owned(),
+                None => "relay".to_owned(),
+            };
+            if let Ok(seconds) = value.parse::<f64>() {
+                out.push((format!("age_{source}_{quantile}"), seconds * 1000.0));
+            }
+        }
+        out
     }
 
     /// GET `path` (with query); success is a 200 whose body was read.
@@ -173,6 +216,24 @@ impl Api {
         }
         response.json().await.ok()
     }
+
+    /// GET `path` with a consistency token: whether it answered 200 with
+    /// the token honoured (no `X-Consistency-Stale`).
+    async fn get_consistent(&self, tenant: &Tenant, path_and_query: &str, token: &str) -> bool {
+        let Ok(response) = self
+            .client
+            .get(format!("{}{path_and_query}", self.base))
+            .bearer_auth(&tenant.token)
+            .header("x-consistency-token", token)
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let fresh = response.status().as_u16() == 200
+            && !response.headers().contains_key("x-consistency-stale");
+        fresh && response.bytes().await.is_ok()
+    }
 }
 
 fn customer_body(client: usize, n: u64, run: &str) -> Value {
@@ -202,15 +263,15 @@ pub fn create_customers(api: &Api, tenants: &[Tenant]) -> Op {
 }
 
 /// Projection lag: writes at `rate` per second (open loop: a fixed rate,
-/// whatever the latency); for each, the time from its acknowledgement (and
-/// from sending it) until the customers view has its row (`GET
-/// /v1/customers/{id}`: the row every list reads, committed with its search
-/// words; a list or a search per probe would cost more than the writes it
-/// measures, and later writes push a write off a newest-first page). Each
-/// probed write is looked for every 5 ms, then every 25 ms past 100 ms. Only
-/// one write in [`PROBE_EVERY`] is probed: a list read costs more than a
-/// create, so probing them all would measure the probes. Every write counts
-/// as an error when it is refused or never shows within 10 s.
+/// whatever the latency); for one write in [`PROBE_EVERY`], the time from
+/// its acknowledgement (and from sending it) until the list shows it: one
+/// `GET /v1/customers?limit=1` carrying the write's `X-Consistency-Token`,
+/// which the server answers as soon as the customers view has applied the
+/// write. That is the moment a polling client could first see it, without
+/// the polls (which at a few ms each cost more than the writes they
+/// measure). A write counts as an error when it is refused, or its read
+/// gives up waiting (`X-Consistency-Stale`) and a poll every 25 ms does not
+/// see it within 10 s either.
 pub const PROBE_EVERY: u64 = 10;
 
 pub async fn projection_lag(
@@ -230,23 +291,18 @@ pub async fn projection_lag(
         let probed = n.is_multiple_of(PROBE_EVERY);
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
-            let id = api.create_returning_id(&tenant, &body).await.ok_or(())?;
+            let (_, token) = api.create_returning_id(&tenant, &body).await.ok_or(())?;
             let acked = Instant::now();
             if !probed {
                 return Ok(None);
             }
-            let path = format!("/v1/customers/{id}");
+            let list = "/v1/customers?limit=1";
             while acked.elapsed() < Duration::from_secs(10) {
-                if api.get_json(&tenant, &path).await.is_some() {
+                if api.get_consistent(&tenant, list, &token).await {
                     let visible = Instant::now();
                     return Ok(Some((visible - acked, visible - sent)));
                 }
-                let pause = if acked.elapsed() < Duration::from_millis(100) {
-                    5
-                } else {
-                    25
-                };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
             Err(())
         }));

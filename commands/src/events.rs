@@ -37,6 +37,15 @@ impl StoredEvent {
         )
     }
 
+    /// How long ago the command that wrote it ran (its `occurred_at`), in
+    /// seconds; `None` without a readable time. For the delay metrics.
+    pub fn age_seconds(&self) -> Option<f64> {
+        let at = self.meta(crate::context::META_OCCURRED_AT)?;
+        let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+        let age = chrono::Utc::now().signed_duration_since(at);
+        Some(age.num_microseconds()? as f64 / 1e6)
+    }
+
     /// Where this event is in commit order.
     pub fn checkpoint(&self) -> Checkpoint {
         Checkpoint {

@@ -197,6 +197,7 @@ impl Handler for Counting {
 async fn two_workers_share_one_durable_consumer() {
     let env = Env::new().await;
     write_history(&env.commands).await;
+    let relay = env.relay();
     for i in 0..12 {
         let company = domain::CompanyId(uuid::Uuid::new_v4());
         let id = register(
@@ -215,8 +216,10 @@ async fn two_workers_share_one_durable_consumer() {
         )
         .await;
         run(&env.commands, company, id, rename("Renamed")).await;
+        // A message per company (a run of its events), so there are
+        // messages enough for both workers.
+        env.publish_all(&relay).await;
     }
-    env.publish_all(&env.relay()).await;
     let events = env.all_events().await;
 
     let applied = Arc::new(Mutex::new(HashMap::new()));
@@ -362,11 +365,17 @@ async fn retries_are_redelivered_and_poison_is_parked() {
 
     let calls = calls.lock().expect("lock").clone();
     for event in &events {
-        let expected = if event.aggregate_id == poison { 1 } else { 2 };
-        assert_eq!(
-            calls[&event.message_id()],
-            expected,
-            "{}",
+        let calls = calls[&event.message_id()];
+        // A poison event is handled again only when other events of its
+        // message are retried (then parking it again changes nothing).
+        let expected = if event.aggregate_id == poison {
+            1..=2
+        } else {
+            2..=2
+        };
+        assert!(
+            expected.contains(&calls),
+            "{}: {calls} calls",
             event.message_id()
         );
     }

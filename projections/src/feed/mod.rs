@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::view::{self, Applied, Projection};
 
 pub mod embedded;
+pub mod message;
 pub mod relay;
 pub mod worker;
 

@@ -41,8 +41,11 @@ const LEASE_CHECK: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(25);
 /// After a commit wakes it, how long the relay lets more commits gather, so
 /// that under load a step publishes a page rather than an event or two (each
-/// step costs a read and a checkpoint write).
+/// step costs a read and a checkpoint write); longer (BUSY_GATHER) after a
+/// step that published at least BUSY events.
 const GATHER: Duration = Duration::from_millis(2);
+const BUSY_GATHER: Duration = Duration::from_millis(10);
+const BUSY: usize = 8;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -253,6 +256,54 @@ impl Relay {
         })
     }
 
+    /// Where to go on from when this relay does not know: the stored
+    /// checkpoint, or the last event on the stream if that is further (a
+    /// relay that died between JetStream's ack and its checkpoint write, or
+    /// a step that failed half-way, published events the checkpoint does not
+    /// cover; a run republished with other bounds would get another message
+    /// id and reach the stream twice).
+    async fn resume_point(&self) -> Result<Checkpoint, RelayError> {
+        let stored = self.checkpoint().await?;
+        let Some(tail) = self.stream_tail().await else {
+            return Ok(stored);
+        };
+        if tail.checkpoint() <= stored {
+            return Ok(stored);
+        }
+        // Only an event this store holds, at that very place: after a
+        // restore from an older backup the stream is ahead of the store, and
+        // trusting it would skip the events written since.
+        let ours: Option<i64> = sqlx::query_scalar(
+            "SELECT global_position FROM events WHERE global_position = $1 \
+               AND transaction_id = $2::text::xid8 AND aggregate_type = $3 \
+               AND aggregate_id = $4 AND sequence = $5",
+        )
+        .bind(tail.position)
+        .bind(tail.transaction_id.to_string())
+        .bind(&tail.aggregate_type)
+        .bind(&tail.aggregate_id)
+        .bind(tail.sequence)
+        .fetch_optional(pg_pool(&self.db)?)
+        .await?;
+        if ours.is_none() {
+            return Ok(stored);
+        }
+        // Stored now: the lag figures and `projections status` read it.
+        self.save_checkpoint(tail.checkpoint()).await?;
+        Ok(tail.checkpoint())
+    }
+
+    /// The stream's last event, if its last message is one of ours.
+    async fn stream_tail(&self) -> Option<StoredEvent> {
+        let stream = self.jetstream.get_stream(&self.stream).await.ok()?;
+        let last = stream.cached_info().state.last_sequence;
+        if stream.cached_info().state.messages == 0 {
+            return None;
+        }
+        let raw = stream.get_raw_message(last).await.ok()?;
+        super::message::decode(&raw.payload).ok()?.pop()
+    }
+
     /// Never moves backwards: a relay that lost its lease unnoticed cannot
     /// undo the progress of the one that took it over.
     async fn save_checkpoint(&self, at: Checkpoint) -> Result<(), RelayError> {
@@ -297,7 +348,7 @@ impl Relay {
         }
         let after = match known {
             Some(at) => at,
-            None => self.checkpoint().await?,
+            None => self.resume_point().await?,
         };
         let events = read_committed_after(&self.db, after, BATCH as i64).await?;
         metrics::gauge!("crm_relay_lag_events").set(events.len() as f64);
@@ -305,15 +356,15 @@ impl Relay {
             return Ok((0, after));
         };
 
-        let mut acks = Vec::with_capacity(events.len());
-        for event in &events {
-            let payload = Bytes::from(serde_json::to_vec(event)?);
+        let messages = super::message::encode(&self.subject_prefix, &events)?;
+        let mut acks = Vec::with_capacity(messages.len());
+        for message in &messages {
             let publish = PublishMessage::build()
-                .payload(payload)
-                .message_id(event.message_id());
+                .payload(Bytes::from(message.payload.clone()))
+                .message_id(&message.id);
             acks.push(
                 self.jetstream
-                    .send_publish(subject_with(&self.subject_prefix, event), publish)
+                    .send_publish(message.subject.clone(), publish)
                     .await?,
             );
         }
@@ -321,12 +372,20 @@ impl Relay {
         // published again next time, never skipped.
         let mut fresh = 0u64;
         let acks = acks.into_iter().map(std::future::IntoFuture::into_future);
-        for ack in futures::future::try_join_all(acks).await? {
+        for (ack, message) in futures::future::try_join_all(acks)
+            .await?
+            .iter()
+            .zip(&messages)
+        {
             if !ack.duplicate {
-                fresh += 1;
+                fresh += message.events as u64;
             }
         }
         self.save_checkpoint(last.checkpoint()).await?;
+        // From the command to the bus: where the relay's share of view lag shows.
+        for age in events.iter().filter_map(StoredEvent::age_seconds) {
+            metrics::histogram!("crm_relay_event_age_seconds").record(age);
+        }
 
         metrics::counter!("crm_relay_published_total").increment(fresh);
         metrics::counter!("crm_relay_duplicates_total").increment(events.len() as u64 - fresh);
@@ -425,6 +484,7 @@ impl Relay {
                     if n == BATCH {
                         continue;
                     }
+                    let gather = if n >= BUSY { BUSY_GATHER } else { GATHER };
                     let woken = async {
                         match committed.as_mut().as_pin_mut() {
                             Some(committed) => committed.await,
@@ -433,7 +493,7 @@ impl Relay {
                     };
                     tokio::select! {
                         _ = woken => {
-                            if pause(&mut shutdown, GATHER).await {
+                            if pause(&mut shutdown, gather).await {
                                 break;
                             }
                         }

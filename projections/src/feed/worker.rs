@@ -38,8 +38,13 @@ const RETRY_DELAYS: [Duration; 7] = [
 ];
 /// Messages per pull and how long a pull waits for them in [`Worker::run`].
 const BATCH: usize = 500;
-/// How long a group waits for more messages after its first one.
+/// How long a group waits for more messages after its first one; longer
+/// (BUSY_GATHER) right after a group of at least BUSY messages, so that under
+/// load a view commits dozens of events at a time instead of a few, for at
+/// most that much added lag.
 const GATHER: Duration = Duration::from_millis(2);
+const BUSY_GATHER: Duration = Duration::from_millis(10);
+const BUSY: usize = 8;
 const WAIT: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -66,6 +71,16 @@ where
 }
 
 /// The delay before redelivering a message delivered `delivered` times.
+/// From the command to its handling here: with the relay's histogram, where
+/// view lag comes from.
+fn record_ages(handler: &str, events: &[StoredEvent]) {
+    let histogram =
+        metrics::histogram!("crm_handler_event_age_seconds", "handler" => handler.to_owned());
+    for age in events.iter().filter_map(StoredEvent::age_seconds) {
+        histogram.record(age);
+    }
+}
+
 fn retry_delay(delivered: i64) -> Duration {
     let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
     RETRY_DELAYS[index.min(RETRY_DELAYS.len() - 1)]
@@ -196,13 +211,14 @@ impl Worker {
             .await
             .map_err(nats("pulling messages"))?;
         let mut processed = 0;
+        let mut gather = GATHER;
         while let Some(message) = messages.next().await {
             // Whatever else arrives within GATHER is handled with it, as one
             // group (one transaction for a view): under load that is one
             // commit for many events instead of one each.
             let mut group = vec![message.map_err(nats("receiving a message"))?];
             let mut failed = None;
-            let gathered = tokio::time::Instant::now() + GATHER;
+            let gathered = tokio::time::Instant::now() + gather;
             while group.len() < max {
                 match tokio::time::timeout_at(gathered, messages.next()).await {
                     Ok(Some(Ok(message))) => group.push(message),
@@ -214,6 +230,11 @@ impl Worker {
                 }
             }
             processed += group.len();
+            gather = if group.len() >= BUSY {
+                BUSY_GATHER
+            } else {
+                GATHER
+            };
             self.settle_group(&group).await;
             if let Some(error) = failed {
                 return Err(nats("receiving a message")(error));
@@ -222,42 +243,38 @@ impl Worker {
         Ok(processed)
     }
 
-    /// [`Worker::settle`] for several messages: the handler gets the events
-    /// as one run, and the acks go out together.
+    /// Hands the events of `messages` to the handler as one run (one
+    /// transaction for a view), then settles each message; the acks go out
+    /// together.
     async fn settle_group(&self, messages: &[Message]) {
-        if let [message] = messages {
-            return self.settle(message).await;
-        }
-        let mut events = Vec::with_capacity(messages.len());
-        let mut deliveries = Vec::with_capacity(messages.len());
+        let mut events = Vec::new();
+        let mut delivered = Vec::with_capacity(messages.len());
         for message in messages {
-            if let Some((event, delivered)) = self.decode(message).await {
-                events.push(event);
-                deliveries.push((message, delivered));
-            }
+            let (decoded, count) = self.decode(message).await;
+            delivered.push((message, count, events.len()..events.len() + decoded.len()));
+            events.extend(decoded);
         }
-        let verdicts = self.handler.handle_batch(&events).await;
-        let acks = deliveries.iter().zip(&events).zip(verdicts).map(
-            |(((message, delivered), event), verdict)| {
-                self.conclude(message, event, *delivered, verdict)
-            },
-        );
-        futures::future::join_all(acks).await;
+        if events.is_empty() {
+            return;
+        }
+        let verdicts = if let [event] = events.as_slice() {
+            vec![self.handler.handle(event).await]
+        } else {
+            self.handler.handle_batch(&events).await
+        };
+        record_ages(self.handler.name(), &events);
+        let settled = delivered
+            .into_iter()
+            .filter(|(_, _, range)| !range.is_empty())
+            .map(|(message, count, range)| {
+                self.conclude(message, &events[range.clone()], count, &verdicts[range])
+            });
+        futures::future::join_all(settled).await;
     }
 
-    /// Hands one message to the handler and tells JetStream the outcome. An
-    /// ack that fails is only logged: the message comes back after ack_wait,
-    /// and handlers are idempotent.
-    async fn settle(&self, message: &Message) {
-        if let Some((event, delivered)) = self.decode(message).await {
-            let verdict = self.handler.handle(&event).await;
-            self.conclude(message, &event, delivered, verdict).await;
-        }
-    }
-
-    /// The event in a message and how often it was delivered; a message that
-    /// is not an event is given up on here (`None`).
-    async fn decode(&self, message: &Message) -> Option<(StoredEvent, i64)> {
+    /// The events in a message and how often it was delivered; a message
+    /// that holds no events is given up on here (no events).
+    async fn decode(&self, message: &Message) -> (Vec<StoredEvent>, i64) {
         let handler = self.handler.name();
         let (delivered, stream_sequence) = message
             .info()
@@ -267,10 +284,10 @@ impl Worker {
             metrics::counter!("crm_worker_redeliveries_total", "handler" => handler.to_owned())
                 .increment(1);
         }
-        match serde_json::from_slice(&message.payload) {
-            Ok(event) => Some((event, delivered)),
+        match super::message::decode(&message.payload) {
+            Ok(events) => (events, delivered),
             Err(error) => {
-                // Not an event at all: no retry can help. Park what we know of
+                // Not events at all: no retry can help. Park what we know of
                 // it so it is visible, then drop it.
                 let stand_in = StoredEvent {
                     position: 0,
@@ -285,58 +302,86 @@ impl Worker {
                 };
                 let reason =
                     format!("undecodable message at stream sequence {stream_sequence}: {error}");
-                self.give_up(message, &stand_in, &reason, delivered).await;
-                None
+                self.give_up(message, &[(&stand_in, reason)], delivered)
+                    .await;
+                (vec![], delivered)
             }
         }
     }
 
-    /// Tells JetStream what the handler made of the event.
+    /// Tells JetStream what the handler made of a message's events: done
+    /// when each is done or parked; otherwise redelivered later (the events
+    /// already applied are then duplicates, which views drop), or given up
+    /// on after [`MAX_DELIVER`] deliveries.
     async fn conclude(
         &self,
         message: &Message,
-        event: &StoredEvent,
+        events: &[StoredEvent],
         delivered: i64,
-        verdict: Handled,
+        verdicts: &[Handled],
     ) {
         let handler = self.handler.name();
-        let outcome = match verdict {
-            Handled::Done => message.double_ack().await,
-            Handled::RetryLater(reason) if delivered >= MAX_DELIVER - 1 => {
-                let reason = format!("still failing after {delivered} deliveries: {reason}");
-                self.give_up(message, event, &reason, delivered).await;
-                return;
+        let mut poisoned = vec![];
+        let mut retrying = vec![];
+        for (event, verdict) in events.iter().zip(verdicts) {
+            match verdict {
+                Handled::Done => {}
+                Handled::RetryLater(reason) => retrying.push((event, reason.clone())),
+                Handled::Poison(reason) => poisoned.push((event, reason.clone())),
             }
-            Handled::RetryLater(reason) => {
-                let delay = retry_delay(delivered);
-                tracing::debug!(handler, event = %event.message_id(), %reason, ?delay, "retrying later");
-                message.ack_with(AckKind::Nak(Some(delay))).await
+        }
+        let outcome = if retrying.is_empty() && poisoned.is_empty() {
+            // A plain ack (no round trip): if it is lost, the message comes
+            // back after ack_wait and the view's `last_seq` guard drops it.
+            message.ack().await
+        } else if retrying.is_empty() || delivered >= MAX_DELIVER - 1 {
+            let retrying = retrying.into_iter().map(|(event, reason)| {
+                (
+                    event,
+                    format!("still failing after {delivered} deliveries: {reason}"),
+                )
+            });
+            poisoned.extend(retrying);
+            return self.give_up(message, &poisoned, delivered).await;
+        } else {
+            if !poisoned.is_empty() {
+                // Parked now, so that a redelivery finds them already handled.
+                if let Err(error) = self.park_all(&poisoned).await {
+                    tracing::warn!(handler, %error, "cannot park; will retry");
+                }
             }
-            Handled::Poison(reason) => {
-                self.give_up(message, event, &reason, delivered).await;
-                return;
-            }
+            let (event, reason) = &retrying[0];
+            let delay = retry_delay(delivered);
+            tracing::debug!(handler, event = %event.message_id(), %reason, ?delay, "retrying later");
+            message.ack_with(AckKind::Nak(Some(delay))).await
         };
         if let Err(error) = outcome {
-            tracing::warn!(handler, event = %event.message_id(), %error, "ack failed; the message will be redelivered");
+            tracing::warn!(handler, message = %message.subject, %error, "ack failed; the message will be redelivered");
         }
     }
 
-    /// Parks the event, then terminates its delivery. If parking fails
-    /// (database down) the message is nak'ed instead, so it is not lost.
-    async fn give_up(&self, message: &Message, event: &StoredEvent, reason: &str, delivered: i64) {
+    async fn park_all(&self, events: &[(&StoredEvent, String)]) -> Result<(), sqlx::Error> {
+        for (event, reason) in events {
+            park(&self.pool, self.handler.name(), event, reason).await?;
+        }
+        Ok(())
+    }
+
+    /// Parks the events, then terminates the message's delivery. If parking
+    /// fails (database down) the message is nak'ed instead, so it is not lost.
+    async fn give_up(&self, message: &Message, events: &[(&StoredEvent, String)], delivered: i64) {
         let handler = self.handler.name();
-        let outcome = match park(&self.pool, handler, event, reason).await {
+        let outcome = match self.park_all(events).await {
             Ok(()) => message.double_ack_with(AckKind::Term).await,
             Err(error) => {
-                tracing::warn!(handler, event = %event.message_id(), %error, "cannot park; will retry");
+                tracing::warn!(handler, message = %message.subject, %error, "cannot park; will retry");
                 message
                     .ack_with(AckKind::Nak(Some(retry_delay(delivered))))
                     .await
             }
         };
         if let Err(error) = outcome {
-            tracing::warn!(handler, event = %event.message_id(), %error, "ack failed; the message will be redelivered");
+            tracing::warn!(handler, message = %message.subject, %error, "ack failed; the message will be redelivered");
         }
     }
 

@@ -156,20 +156,22 @@ fn bind_cell(query: Query<'_>, cell: Cell) -> Query<'_> {
     }
 }
 
-/// The rows of `ids` in `table`, by id. With `lock` (Postgres) they stay
-/// locked until the transaction ends, so a concurrent run on the same rows
-/// waits and then folds on what this one wrote.
+/// The rows of `ids` in `table`, by id. Not locked: reading takes no
+/// transaction id, so a view's transaction holds one only from its first
+/// write to its commit, and the relay's horizon (the oldest transaction
+/// still running) waits on it that much less. Concurrent writers of a row
+/// stay correct without the lock: a fold of the same events gives the same
+/// row, the upsert's `last_seq` guard lets only the furthest one in, and its
+/// row lock orders the search-word rewrites.
 async fn load<F: Fold>(
     conn: &mut AnyConnection,
-    lock: bool,
     table: &str,
     ids: &[&str],
 ) -> Result<HashMap<String, F::Row>, sqlx::Error> {
     let mut rows = HashMap::with_capacity(ids.len());
-    let lock = if lock { " ORDER BY id FOR UPDATE" } else { "" };
     for chunk in ids.chunks(MAX_PARAMETERS / 4) {
         let sql = format!(
-            "SELECT {} FROM {table} WHERE id IN ({}){lock}",
+            "SELECT {} FROM {table} WHERE id IN ({})",
             column_list(F::COLUMNS),
             numbered(1, chunk.len())
         );
@@ -209,23 +211,32 @@ pub async fn load_all<F: Fold>(db: &Db) -> Result<BTreeMap<String, F::Row>, sqlx
 
 /// Writes `rows` with multi-row upserts that only move a row forward;
 /// returns the ids actually written (a row already at or past the folded
-/// `last_seq`, written meanwhile by another worker, is left alone).
+/// `last_seq`, written meanwhile by another worker, is left alone), each
+/// with whether this statement inserted it (SQLite answers yes: with its
+/// single writer that only matters for rows missing at load time, which it
+/// did insert).
 async fn upsert<F: Fold>(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     table: &str,
     rows: &[&F::Row],
-) -> Result<HashSet<String>, sqlx::Error> {
+) -> Result<HashMap<String, bool>, sqlx::Error> {
     let width = F::COLUMNS.len();
     let updates = F::COLUMNS[1..]
         .iter()
         .map(|c| format!("{0} = excluded.{0}", c.name))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut written = HashSet::with_capacity(rows.len());
+    // A row version that replaced none (xmax 0) was inserted here.
+    let inserted = match dialect {
+        Dialect::Postgres => "(xmax = 0)::int4::int8",
+        Dialect::Sqlite => "1",
+    };
+    let mut written = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(MAX_PARAMETERS / width) {
         let sql = format!(
             "INSERT INTO {table} ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET {updates} \
-             WHERE {table}.last_seq < excluded.last_seq RETURNING id",
+             WHERE {table}.last_seq < excluded.last_seq RETURNING id, {inserted}",
             column_list(F::COLUMNS),
             placeholders(chunk.len(), width)
         );
@@ -236,7 +247,7 @@ async fn upsert<F: Fold>(
             }
         }
         for row in query.fetch_all(&mut *conn).await? {
-            written.insert(row.try_get::<String, _>(0)?);
+            written.insert(row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)? == 1);
         }
     }
     Ok(written)
@@ -324,29 +335,31 @@ pub async fn apply_run<F: Fold>(
     if ids.is_empty() {
         return Ok(vec![Applied::Ignored; events.len()]);
     }
-    let lock = db.dialect() == Dialect::Postgres;
-    let loaded = load::<F>(conn, lock, table, &ids).await?;
+    let loaded = load::<F>(conn, table, &ids).await?;
     let run = fold_run::<F>(loaded, events);
     if run.touched.is_empty() {
         return Ok(run.verdicts);
     }
+    // In id order (a BTreeMap's): concurrent writers lock rows in one order.
     let rows: Vec<&F::Row> = run.touched.values().map(|t| &t.after).collect();
-    let written = upsert::<F>(conn, table, &rows).await?;
+    let written = upsert::<F>(conn, db.dialect(), table, &rows).await?;
     if let Some(words) = words {
         let reworded: Vec<&str> = run
             .touched
             .iter()
             .filter(|(id, t)| {
-                written.contains(*id) && t.before.as_ref().map(F::words) != Some(F::words(&t.after))
+                written.contains_key(*id)
+                    && t.before.as_ref().map(F::words) != Some(F::words(&t.after))
             })
             .map(|(id, _)| id.as_str())
             .collect();
         // A row missing at load time may have been inserted since by another
-        // worker (Postgres; SQLite has one writer), with words of its own.
+        // worker (Postgres; SQLite has one writer), with words of its own,
+        // unless this upsert is what inserted it.
         let stale: Vec<&str> = reworded
             .iter()
             .copied()
-            .filter(|id| run.touched[*id].before.is_some() || db.dialect() == Dialect::Postgres)
+            .filter(|id| run.touched[*id].before.is_some() || written.get(*id) == Some(&false))
             .collect();
         delete_words(conn, words, &stale).await?;
         insert_words(conn, words, word_rows::<F>(&run.touched, &reworded)).await?;
@@ -356,7 +369,7 @@ pub async fn apply_run<F: Fold>(
         .iter()
         .zip(run.verdicts)
         .map(|(event, verdict)| match verdict {
-            Applied::Applied if !written.contains(&event.aggregate_id) => Applied::Duplicate,
+            Applied::Applied if !written.contains_key(&event.aggregate_id) => Applied::Duplicate,
             other => other,
         })
         .collect())
@@ -387,9 +400,7 @@ pub async fn load_new<F: Fold>(
         .filter(|(_, seq)| **seq > 1)
         .map(|(id, _)| *id)
         .collect();
-    // Not locked: the shadow is nobody else's, and the replaced rows are
-    // deleted below on another connection, which would wait on this one.
-    let loaded = load::<F>(conn, false, table, &known).await?;
+    let loaded = load::<F>(conn, table, &known).await?;
     let run = fold_run::<F>(loaded, events);
     if run.touched.is_empty() {
         return Ok(run.verdicts);

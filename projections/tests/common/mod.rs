@@ -10,6 +10,7 @@ use commands::{CommandContext, Commands, Db, Expect};
 use domain::customer::{Customer, CustomerCommand, CustomerDetails, DetailsChange};
 use domain::values::{Email, FieldChange, PersonName};
 use domain::{CompanyId, CustomerId, PhotoId, UserId};
+use projections::feed::message;
 use projections::feed::relay::Relay;
 use projections::feed::worker::Worker;
 use projections::feed::Handler;
@@ -202,7 +203,9 @@ impl Env {
         )))
     }
 
-    /// Every message of the stream, in stream order, with its `Nats-Msg-Id`.
+    /// Every event on the stream, in stream order, each with the
+    /// `Nats-Msg-Id` of the message that carried it (a run of events shares
+    /// one message).
     pub async fn stream_messages(&self) -> Vec<(String, StoredEvent)> {
         let stream = self.js.get_stream(&self.stream).await.expect("test stream");
         let info = stream.get_info().await.expect("stream info");
@@ -217,15 +220,16 @@ impl Env {
                 .get("Nats-Msg-Id")
                 .map(|v| v.as_str().to_owned())
                 .expect("Nats-Msg-Id header");
-            let event: StoredEvent = serde_json::from_slice(&raw.payload).expect("event JSON");
-            messages.push((id, event));
+            for event in message::decode(&raw.payload).expect("events JSON") {
+                messages.push((id.clone(), event));
+            }
         }
         messages
     }
 
+    /// How many events the stream holds.
     pub async fn stream_count(&self) -> u64 {
-        let stream = self.js.get_stream(&self.stream).await.expect("test stream");
-        stream.get_info().await.expect("stream info").state.messages
+        self.stream_messages().await.len() as u64
     }
 
     /// Every committed event, in commit order (see [`all_committed`]).
