@@ -10,7 +10,7 @@
 //!   stream's first message past the consumer's acknowledged floor.
 use async_nats::jetstream::stream::Stream;
 use async_nats::jetstream::Context;
-use commands::events::Checkpoint;
+use commands::events::{Checkpoint, StoredEvent};
 use commands::{Db, Dialect};
 use sqlx::Row;
 use std::sync::{Arc, RwLock};
@@ -182,8 +182,21 @@ pub async fn sample(db: &Db, source: &Source) -> Result<Vec<ViewLag>, String> {
             seconds,
         };
         if let Some(stream) = &stream {
-            let (pending, age) = consumer_lag(stream, view.name()).await?;
-            lag.events += pending;
+            let (first_pending, age) = consumer_lag(stream, view.name()).await?;
+            if let Some(first) = first_pending {
+                // A message may carry a run of events: count them in the
+                // store, from the first one the view has not acknowledged.
+                let just_before = Checkpoint {
+                    position: first.position - 1,
+                    ..first
+                };
+                lag.events = behind(db, just_before)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|(kind, ..)| kind == view.aggregate_type())
+                    .map_or(lag.events, |(_, n, _)| n.max(lag.events));
+            }
             lag.seconds = lag.seconds.max(age);
         }
         lags.push(lag);
@@ -191,31 +204,34 @@ pub async fn sample(db: &Db, source: &Source) -> Result<Vec<ViewLag>, String> {
     Ok(lags)
 }
 
-/// A view consumer's unacknowledged events and the age of the first of them.
-async fn consumer_lag(stream: &Stream, view: &str) -> Result<(u64, f64), String> {
+/// Where a view consumer's first unacknowledged event is (`None` when it
+/// has none, or it cannot be read) and how long it has waited.
+async fn consumer_lag(stream: &Stream, view: &str) -> Result<(Option<Checkpoint>, f64), String> {
     let name = crate::feed::worker::consumer_name(view);
     // No consumer yet (no worker has started): nothing to measure there.
     let Ok(mut consumer) = stream
         .get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name)
         .await
     else {
-        return Ok((0, 0.0));
+        return Ok((None, 0.0));
     };
     let info = consumer.info().await.map_err(|e| e.to_string())?;
-    let pending = info.num_pending + info.num_ack_pending as u64;
-    if pending == 0 {
-        return Ok((0, 0.0));
+    if info.num_pending + info.num_ack_pending as u64 == 0 {
+        return Ok((None, 0.0));
     }
     let first = info.ack_floor.stream_sequence + 1;
-    let age = match stream.get_raw_message(first).await {
+    Ok(match stream.get_raw_message(first).await {
         Ok(message) => {
             let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX) as i128;
-            ((now - message.time.unix_timestamp_nanos()) as f64 / 1e9).max(0.0)
+            let age = ((now - message.time.unix_timestamp_nanos()) as f64 / 1e9).max(0.0);
+            let at = crate::feed::message::decode(&message.payload)
+                .ok()
+                .and_then(|events| events.first().map(StoredEvent::checkpoint));
+            (at, age)
         }
         // Purged or not there yet: nothing older is waiting.
-        Err(_) => 0.0,
-    };
-    Ok((pending, age))
+        Err(_) => (None, 0.0),
+    })
 }
 
 /// Samples every `every` until `shutdown` turns true. A failed sample keeps

@@ -83,15 +83,19 @@ async fn feed_status(db: &Db, name: &str, after: Checkpoint) -> Result<FeedStatu
 /// Where each checkpointed feed is, and how far behind the store.
 async fn feeds(db: &Db) -> Result<Vec<FeedStatus>, sqlx::Error> {
     let mut feeds = vec![];
-    for row in sqlx::query("SELECT name, position FROM projection_checkpoints ORDER BY name")
-        .fetch_all(&db.any)
-        .await?
+    for row in sqlx::query(
+        "SELECT name, transaction_id, position FROM projection_checkpoints ORDER BY name",
+    )
+    .fetch_all(&db.any)
+    .await?
     {
         let name: String = row.try_get("name")?;
-        let position: i64 = row.try_get("position")?;
+        // On Postgres the embedded feed is in commit order too: without its
+        // transaction id every event would count as behind.
+        let xid: String = row.try_get("transaction_id")?;
         let checkpoint = Checkpoint {
-            transaction_id: 0,
-            position,
+            transaction_id: xid.parse().unwrap_or(0),
+            position: row.try_get("position")?,
         };
         feeds.push(feed_status(db, &format!("projections ({name})"), checkpoint).await?);
     }

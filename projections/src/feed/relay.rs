@@ -351,7 +351,9 @@ impl Relay {
             None => self.resume_point().await?,
         };
         let events = read_committed_after(&self.db, after, BATCH as i64).await?;
-        metrics::gauge!("crm_relay_lag_events").set(events.len() as f64);
+        // Events per step (not a lag: `crm_projection_lag_*` and the age
+        // summaries are).
+        metrics::histogram!("crm_relay_step_events").record(events.len() as f64);
         let Some(last) = events.last() else {
             return Ok((0, after));
         };
