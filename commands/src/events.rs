@@ -123,7 +123,7 @@ pub async fn read_committed_after(
                  FROM events \
                  WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id, global_position LIMIT $3"
+                 ORDER BY events.transaction_id, events.global_position LIMIT $3"
             );
             let rows = sqlx::query(&sql)
                 .bind(after.transaction_id.to_string())
@@ -206,7 +206,7 @@ pub async fn committed_head(db: &Db) -> Result<Checkpoint, sqlx::Error> {
         EventPool::Postgres(pool) => sqlx::query(
             "SELECT transaction_id::text AS transaction_id, global_position FROM events \
                  WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+                 ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1",
         )
         .fetch_optional(pool)
         .await?

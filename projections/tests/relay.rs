@@ -28,6 +28,43 @@ fn ids(messages: &[(String, commands::events::StoredEvent)]) -> Vec<String> {
         .collect()
 }
 
+/// Commit order is numeric in the transaction id: `99` before `100` (read as
+/// text they sort the other way, and a full page cut there would skip the
+/// smaller one for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_ids_of_different_lengths_keep_commit_order() {
+    let env = Env::new().await;
+    for (id, xid) in [("late", "100"), ("early", "99")] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
+             payload, metadata, transaction_id) \
+             VALUES ('probe', $1, 1, 'Probed', '1.0', '{}'::jsonb, '{\"company_id\": \"c1\"}'::jsonb, $2::text::xid8)",
+        )
+        .bind(id)
+        .bind(xid)
+        .execute(pg(&env.db))
+        .await
+        .expect("insert probe event");
+    }
+    let first = commands::events::read_committed_after(&env.db, Default::default(), 1)
+        .await
+        .expect("read");
+    assert_eq!(ids_of(&first), ["probe:early:1"], "a page of one");
+    let all = commands::events::read_committed_after(&env.db, Default::default(), 10)
+        .await
+        .expect("read");
+    assert_eq!(ids_of(&all), ["probe:early:1", "probe:late:1"]);
+    let head = commands::events::committed_head(&env.db)
+        .await
+        .expect("head");
+    assert_eq!(head, all[1].checkpoint());
+    env.cleanup().await;
+}
+
+fn ids_of(events: &[commands::events::StoredEvent]) -> Vec<String> {
+    events.iter().map(|e| e.message_id()).collect()
+}
+
 /// a. A transaction that commits late is neither skipped nor passed: the
 /// relay stops below it, then publishes it in its (transaction) turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
