@@ -332,6 +332,12 @@ async fn retries_are_redelivered_and_poison_is_parked() {
         .expect("publish junk")
         .await
         .expect("junk ack");
+    env.js
+        .publish(format!("{}.c1.customer.empty", env.prefix), "[]".into())
+        .await
+        .expect("publish an empty run")
+        .await
+        .expect("empty run ack");
     let events = env.all_events().await;
     let poison = ids[3].to_string();
     let poisoned = events.iter().filter(|e| e.aggregate_id == poison).count();
@@ -385,13 +391,17 @@ async fn retries_are_redelivered_and_poison_is_parked() {
     .fetch_all(pg(&env.db))
     .await
     .expect("parked events");
-    assert_eq!(parked.len(), poisoned + 1, "{parked:?}");
+    assert_eq!(parked.len(), poisoned + 2, "{parked:?}");
     assert!(parked
         .iter()
         .all(|(projection, _, _)| projection == "scripted"));
     assert!(
         parked.iter().any(|(_, id, _)| id.ends_with(".junk")),
         "the undecodable message is parked"
+    );
+    assert!(
+        parked.iter().any(|(_, id, _)| id.ends_with(".empty")),
+        "a message without events is parked, not left unacknowledged"
     );
     env.cleanup().await;
 }

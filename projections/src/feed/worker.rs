@@ -284,7 +284,15 @@ impl Worker {
             metrics::counter!("crm_worker_redeliveries_total", "handler" => handler.to_owned())
                 .increment(1);
         }
-        match super::message::decode(&message.payload) {
+        let decoded = super::message::decode(&message.payload).and_then(|events| {
+            if events.is_empty() {
+                // Nothing to apply, and nothing to ack it later: give it up now.
+                Err(serde::de::Error::custom("a message without events"))
+            } else {
+                Ok(events)
+            }
+        });
+        match decoded {
             Ok(events) => (events, delivered),
             Err(error) => {
                 // Not events at all: no retry can help. Park what we know of
