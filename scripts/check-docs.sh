@@ -138,11 +138,11 @@ def check_rust(path, text):
 # An absolute path starts a word: not a relative path's inner segment
 # (`benches/load/workload.rs`) nor part of a URL.
 START = r"(?<![\w.~-])"
+# Top-level directories that exist only on some machine (a workspace, an
+# account's home); named without slashes so this file does not match itself.
+MACHINE_ROOTS = ["work", "root", r"home/[A-Za-z0-9._-]+", r"Users/[A-Za-z0-9._-]+"]
 MACHINE_PATHS = [
-    re.compile(START + r"/work/"),
-    re.compile(START + r"/home/[A-Za-z0-9._-]+/"),
-    re.compile(START + r"/Users/[A-Za-z0-9._-]+/"),
-    re.compile(START + r"/root/"),
+    re.compile(START + "/(?:" + "|".join(MACHINE_ROOTS) + ")/"),
     re.compile(r"/tmp/bash_jobs"),
 ]
 ALLOW = "check-docs: allow-path"

@@ -442,12 +442,15 @@ pub struct S3 {
 
 impl S3 {
     pub fn new(root: &Path) -> Result<Self> {
-        let home = std::env::var("CARGO_HOME")
+        // Where `cargo install` put it, if not on PATH.
+        let cargo_home = std::env::var("CARGO_HOME")
             .map(PathBuf::from)
-            .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-            // root's cargo home, when neither variable is set; check-docs: allow-path
-            .unwrap_or_else(|_| PathBuf::from("/root/.cargo"));
-        let bin = find_program("s3s-fs", &[home.join("bin/s3s-fs")])?;
+            .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+        let installed: Vec<PathBuf> = cargo_home
+            .map(|h| h.join("bin/s3s-fs"))
+            .into_iter()
+            .collect();
+        let bin = find_program("s3s-fs", &installed)?;
         let dir = root.join("s3");
         let data = dir.join("data");
         fs::create_dir_all(&data).map_err(|e| e.to_string())?;
