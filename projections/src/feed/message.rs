@@ -4,9 +4,10 @@
 //! message, so a page of events published as a few messages instead of one
 //! each is what lets the bus keep up with the event store. Readers accept
 //! both shapes: a stream written before runs existed stays readable.
+use bytes::Bytes;
 use commands::events::StoredEvent;
 
-use super::relay::{subject_with, token};
+use super::relay::{subject_of, subject_with};
 
 /// At most this many bytes of events in one message (NATS refuses payloads
 /// over its `max_payload`, 1 MiB by default).
@@ -18,7 +19,7 @@ pub struct Outgoing {
     pub subject: String,
     /// `Nats-Msg-Id`: the event's own id, or `<first>..<last>` for a run.
     pub id: String,
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
     pub events: usize,
 }
 
@@ -54,7 +55,7 @@ fn finish(prefix: &str, run: Vec<(&StoredEvent, Vec<u8>)>) -> Option<Outgoing> {
         return Some(Outgoing {
             subject: subject_with(prefix, event),
             id: event.message_id(),
-            payload: json,
+            payload: json.into(),
             events: 1,
         });
     }
@@ -73,40 +74,50 @@ fn finish(prefix: &str, run: Vec<(&StoredEvent, Vec<u8>)>) -> Option<Outgoing> {
     Some(Outgoing {
         subject,
         id,
-        payload,
+        payload: payload.into(),
         events,
     })
 }
 
-/// `<prefix>.<company>.<type>.<id>` as for one event, where a company or an
-/// id the run's events do not share reads `mixed` (no UUID does).
+/// The subject of one event, where a company or an id the run's events do
+/// not share reads `mixed` (no UUID does).
 fn run_subject(prefix: &str, run: &[(&StoredEvent, Vec<u8>)]) -> String {
-    let company = |e: &StoredEvent| {
-        e.meta(commands::context::META_COMPANY_ID)
+    fn company(event: &StoredEvent) -> &str {
+        event
+            .meta(commands::context::META_COMPANY_ID)
             .unwrap_or("none")
-            .to_owned()
-    };
-    let first = run[0].0;
-    let shared = |value: &dyn Fn(&StoredEvent) -> String| {
-        let v = value(first);
-        if run.iter().all(|(e, _)| value(e) == v) {
-            token(&v)
+    }
+    fn shared_or_mixed(value: &str, shared: bool) -> &str {
+        if shared {
+            value
         } else {
-            "mixed".to_owned()
+            "mixed"
         }
-    };
-    format!(
-        "{prefix}.{}.{}.{}",
-        shared(&company),
-        token(&first.aggregate_type),
-        shared(&|e: &StoredEvent| e.aggregate_id.clone())
+    }
+    let first = run[0].0;
+    let one_company = run.iter().all(|(e, _)| company(e) == company(first));
+    let one_id = run
+        .iter()
+        .all(|(e, _)| e.aggregate_id == first.aggregate_id);
+    subject_of(
+        prefix,
+        shared_or_mixed(company(first), one_company),
+        &first.aggregate_type,
+        shared_or_mixed(&first.aggregate_id, one_id),
     )
 }
 
-/// The events in a message's payload, in order.
+/// The events in a message's payload, in order; at least one (an empty run
+/// is no message of ours, and nothing would ever acknowledge it).
 pub fn decode(payload: &[u8]) -> Result<Vec<StoredEvent>, serde_json::Error> {
     match payload.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => serde_json::from_slice(payload),
+        Some(b'[') => {
+            let events: Vec<StoredEvent> = serde_json::from_slice(payload)?;
+            if events.is_empty() {
+                return Err(serde::de::Error::custom("a run without events"));
+            }
+            Ok(events)
+        }
         _ => serde_json::from_slice(payload).map(|event| vec![event]),
     }
 }
@@ -173,5 +184,6 @@ mod tests {
         let payload = serde_json::to_vec(&one).unwrap();
         assert_eq!(decode(&payload).unwrap(), vec![one]);
         assert!(decode(b"not json").is_err());
+        assert!(decode(b"[]").is_err(), "an empty run");
     }
 }

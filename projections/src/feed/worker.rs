@@ -70,7 +70,6 @@ where
     }
 }
 
-/// The delay before redelivering a message delivered `delivered` times.
 /// From the command to its handling here: with the relay's histogram, where
 /// view lag comes from.
 fn record_ages(handler: &str, events: &[StoredEvent]) {
@@ -81,6 +80,7 @@ fn record_ages(handler: &str, events: &[StoredEvent]) {
     }
 }
 
+/// The delay before redelivering a message delivered `delivered` times.
 fn retry_delay(delivered: i64) -> Duration {
     let index = usize::try_from(delivered.saturating_sub(1)).unwrap_or(0);
     RETRY_DELAYS[index.min(RETRY_DELAYS.len() - 1)]
@@ -273,7 +273,7 @@ impl Worker {
     }
 
     /// The events in a message and how often it was delivered; a message
-    /// that holds no events is given up on here (no events).
+    /// that holds no events is given up on here (none returned).
     async fn decode(&self, message: &Message) -> (Vec<StoredEvent>, i64) {
         let handler = self.handler.name();
         let (delivered, stream_sequence) = message
@@ -284,15 +284,7 @@ impl Worker {
             metrics::counter!("crm_worker_redeliveries_total", "handler" => handler.to_owned())
                 .increment(1);
         }
-        let decoded = super::message::decode(&message.payload).and_then(|events| {
-            if events.is_empty() {
-                // Nothing to apply, and nothing to ack it later: give it up now.
-                Err(serde::de::Error::custom("a message without events"))
-            } else {
-                Ok(events)
-            }
-        });
-        match decoded {
+        match super::message::decode(&message.payload) {
             Ok(events) => (events, delivered),
             Err(error) => {
                 // Not events at all: no retry can help. Park what we know of
