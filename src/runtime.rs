@@ -202,6 +202,10 @@ pub async fn serve(
             max_upload_bytes: config.max_upload_bytes,
             consistency_wait: Duration::from_secs(5),
             cursor_key: [secret.as_slice(), b"/cursors"].concat(),
+            photo_urls: api::photo_urls::PhotoUrls::new(
+                [secret.as_slice(), b"/photo-urls"].concat(),
+                3600,
+            ),
             lag_bound: projections::lag::LagBound {
                 events: config.lag_bound_events,
                 seconds: config.lag_bound_secs,
