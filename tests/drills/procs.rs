@@ -339,6 +339,8 @@ impl Drop for Postgres {
 
 pub struct Nats {
     pub process: Process,
+    /// The nats-server binary (the cluster drill runs three more).
+    pub bin: PathBuf,
     pub port: u16,
     /// Whether this nats-server knows `sync_interval` (2.10+) and runs with
     /// `sync_interval: always`, as production does.
@@ -408,12 +410,13 @@ impl Nats {
         .map_err(|e| e.to_string())?;
         let process = Process::new(
             "nats",
-            bin,
+            bin.clone(),
             vec!["-c".into(), conf.display().to_string()],
             dir.join("nats.log"),
         );
         Ok(Self {
             process,
+            bin,
             port,
             sync_always,
             version,
@@ -622,6 +625,8 @@ pub struct Stack {
     pub name: String,
     pub dir: PathBuf,
     pub db_url: String,
+    /// The `NATS_URL` of its processes (one server, or a cluster's list).
+    pub nats_url: String,
     pub stream: String,
     pub env: Vec<(String, String)>,
     pub apis: Vec<Crm>,
@@ -631,6 +636,17 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(services: &Services, name: &str, topology: Topology) -> Result<Self> {
+        Self::start_with(services, name, topology, &[]).await
+    }
+
+    /// [`Stack::start`] with some variables of the crm processes replaced
+    /// (e.g. `NATS_URL` of a cluster) or added.
+    pub async fn start_with(
+        services: &Services,
+        name: &str,
+        topology: Topology,
+        overrides: &[(&str, String)],
+    ) -> Result<Self> {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let slug: String = name
             .chars()
@@ -663,10 +679,21 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut env = env;
+        for (key, value) in overrides {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), value.clone()));
+        }
+        let nats_url = env
+            .iter()
+            .find(|(k, _)| k == "NATS_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let mut stack = Self {
             name: name.to_owned(),
             dir,
             db_url,
+            nats_url,
             stream,
             env,
             apis: vec![],
@@ -710,6 +737,14 @@ impl Stack {
             base = Some(format!("http://127.0.0.1:{port}"));
         } else {
             env.push(("CRM_DB_POOL_SIZE".into(), "8".into()));
+        }
+        if role == Role::Relay {
+            // "holding the relay lease" tells which relay leads.
+            for (key, value) in env.iter_mut() {
+                if key == "RUST_LOG" {
+                    value.push_str(",projections::feed::relay=info");
+                }
+            }
         }
         let name = format!("{label}-{n}");
         let process = Process::new(

@@ -101,6 +101,9 @@ pub struct Worker {
     /// How long a delivered message may stay unacknowledged before it is
     /// redelivered (e.g. after its worker was killed).
     ack_wait: Duration,
+    /// Replicas of the stream (if this worker creates it) and of the
+    /// durable consumer, on a NATS cluster.
+    replicas: usize,
     /// Created on first use, so a worker can start while NATS is down;
     /// forgotten after an error, so a deleted consumer is created again.
     consumer: Mutex<Option<PullConsumer>>,
@@ -115,6 +118,7 @@ impl Worker {
             stream: relay::STREAM.to_owned(),
             subject_prefix: relay::SUBJECT_PREFIX.to_owned(),
             ack_wait: ACK_WAIT,
+            replicas: relay::DEFAULT_REPLICAS,
             consumer: Mutex::new(None),
         }
     }
@@ -136,6 +140,13 @@ impl Worker {
         self
     }
 
+    /// Keeps the durable consumer (and the stream, if this worker creates
+    /// it) on `replicas` servers of a NATS cluster.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
+    }
+
     /// The durable consumer's name: `crm-<handler name>`.
     pub fn consumer_name(&self) -> String {
         consumer_name(self.handler.name())
@@ -153,6 +164,7 @@ impl Worker {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
             max_deliver: MAX_DELIVER,
+            num_replicas: self.replicas,
             // No `backoff`: the server replaces ack_wait with its first
             // entry, so short steps would redeliver messages still being
             // handled. RetryLater delays are given with each nak instead.
@@ -167,13 +179,31 @@ impl Worker {
             return Ok(consumer.clone());
         }
         // The worker may start before any relay: make sure the stream exists.
-        let stream = relay::ensure_stream_with(&self.jetstream, &self.stream, &self.subject_prefix)
-            .await
-            .map_err(nats("creating the stream"))?;
-        let consumer = stream
+        let stream = relay::ensure_stream_with(
+            &self.jetstream,
+            &self.stream,
+            &self.subject_prefix,
+            self.replicas,
+        )
+        .await
+        .map_err(nats("creating the stream"))?;
+        let mut consumer: PullConsumer = stream
             .get_or_create_consumer(&self.consumer_name(), self.consumer_config())
             .await
             .map_err(nats("creating the consumer"))?;
+        let current = consumer.cached_info().config.num_replicas;
+        if current != self.replicas {
+            // Made before CRM_NATS_REPLICAS changed: follow the setting.
+            match stream.update_consumer(self.consumer_config()).await {
+                Ok(updated) => {
+                    tracing::warn!(consumer = %self.consumer_name(), from = current, to = self.replicas, "changed the consumer's replica count to CRM_NATS_REPLICAS");
+                    consumer = updated;
+                }
+                Err(error) => {
+                    tracing::error!(consumer = %self.consumer_name(), replicas = current, wanted = self.replicas, %error, "the consumer's replica count differs from CRM_NATS_REPLICAS and cannot be changed; using it as it is");
+                }
+            }
+        }
         *cached = Some(consumer.clone());
         Ok(consumer)
     }
