@@ -78,7 +78,42 @@ impl NatsCluster {
         for i in 0..self.nodes.len() {
             self.wait_healthy(i, Duration::from_secs(60)).await?;
         }
-        Ok(())
+        self.wait_meta_leader(Duration::from_secs(60)).await
+    }
+
+    /// Waits until every node names the same JetStream meta leader (its
+    /// `/jsz`): before that, creating a replicated stream may time out.
+    async fn wait_meta_leader(&self, timeout: Duration) -> Result<()> {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let mut leaders = vec![];
+            for node in &self.nodes {
+                let leader = async {
+                    let jsz: serde_json::Value = http
+                        .get(format!("http://127.0.0.1:{}/jsz", node.monitor))
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                        .ok()?
+                        .json()
+                        .await
+                        .ok()?;
+                    jsz["meta_cluster"]["leader"].as_str().map(str::to_owned)
+                }
+                .await;
+                leaders.push(leader.unwrap_or_default());
+            }
+            if !leaders[0].is_empty() && leaders.iter().all(|l| *l == leaders[0]) {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(format!(
+                    "no JetStream meta leader agreed within {timeout:?}: {leaders:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Starts node `i` again (same store) and returns how long it took to
@@ -142,34 +177,69 @@ pub struct Placement {
     pub consumers: Vec<(String, usize)>,
 }
 
-/// The stream's leader and the replica counts of it and its consumers,
-/// asked through any node of `urls`.
-pub async fn placement(urls: &str, stream: &str) -> Result<Placement> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(Duration::from_secs(3))
-        .connect(projections::feed::relay::server_urls(urls))
-        .await
-        .map_err(|e| format!("nats: {e}"))?;
-    let js = jetstream::new(client);
-    let mut handle = js
-        .get_stream(stream)
-        .await
-        .map_err(|e| format!("stream {stream}: {e}"))?;
-    let info = handle
-        .info()
-        .await
-        .map_err(|e| format!("stream info: {e}"))?;
-    let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
-    let stream_replicas = info.config.num_replicas;
-    let mut consumers = vec![];
-    let mut listed = handle.consumers();
-    while let Some(consumer) = listed.next().await {
-        let consumer = consumer.map_err(|e| format!("consumers: {e}"))?;
-        consumers.push((consumer.name.clone(), consumer.config.num_replicas));
+/// Asks the cluster about a stream over one connection that lists every
+/// node (it reconnects to a survivor), with short request timeouts so that
+/// a leader election is measured, not the client's patience.
+pub struct Probe {
+    js: jetstream::Context,
+}
+
+impl Probe {
+    pub async fn connect(urls: &str) -> Result<Self> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(3))
+            .connect(projections::feed::relay::server_urls(urls))
+            .await
+            .map_err(|e| format!("nats: {e}"))?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(1));
+        Ok(Self { js })
     }
-    Ok(Placement {
-        leader,
-        stream_replicas,
-        consumers,
-    })
+
+    /// The stream's leader, or `None` while it has none (or no answer).
+    pub async fn leader(&self, stream: &str) -> Option<String> {
+        let mut handle = self.js.get_stream(stream).await.ok()?;
+        let info = handle.info().await.ok()?;
+        info.cluster.as_ref().and_then(|c| c.leader.clone())
+    }
+
+    /// [`Probe::placement`], tried a few times: a request may time out
+    /// while the cluster is busy.
+    pub async fn placement_retried(&self, stream: &str) -> Result<Placement> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match self.placement(stream).await {
+                Ok(placement) => return Ok(placement),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Err(last)
+    }
+
+    /// The stream's leader and the replica counts of it and its consumers.
+    pub async fn placement(&self, stream: &str) -> Result<Placement> {
+        let mut handle = self
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| format!("stream {stream}: {e}"))?;
+        let info = handle
+            .info()
+            .await
+            .map_err(|e| format!("stream info: {e}"))?;
+        let leader = info.cluster.as_ref().and_then(|c| c.leader.clone());
+        let stream_replicas = info.config.num_replicas;
+        let mut consumers = vec![];
+        let mut listed = handle.consumers();
+        while let Some(consumer) = listed.next().await {
+            let consumer = consumer.map_err(|e| format!("consumers: {e}"))?;
+            consumers.push((consumer.name.clone(), consumer.config.num_replicas));
+        }
+        Ok(Placement {
+            leader,
+            stream_replicas,
+            consumers,
+        })
+    }
 }

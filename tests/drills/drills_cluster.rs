@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use crate::check::{Expect, Report};
-use crate::cluster::{placement, NatsCluster};
+use crate::cluster::{NatsCluster, Probe};
 use crate::procs::{Services, Topology};
 use crate::{broken, Run, Settings};
 
@@ -40,8 +40,15 @@ pub async fn cluster(services: &mut Services, settings: &Settings) -> Report {
     // ran: they must be replicated on every node.
     run.until(Duration::from_secs(1).min(first)).await;
     let stream = run.stack.stream.clone();
-    let url = cluster.url();
-    match placement(&url, &stream).await {
+    let probe = match Probe::connect(&cluster.url()).await {
+        Ok(probe) => probe,
+        Err(e) => {
+            run.report.fail(e);
+            let outcome = load.await.expect("load task");
+            return run.finish(outcome, &Expect::default()).await;
+        }
+    };
+    match probe.placement_retried(&stream).await {
         Ok(p) => {
             if p.stream_replicas != REPLICAS {
                 run.report.fail(format!(
@@ -73,7 +80,7 @@ pub async fn cluster(services: &mut Services, settings: &Settings) -> Report {
 
     // 1. A node that does not lead the stream.
     run.until(first).await;
-    let leader = placement(&url, &stream).await.ok().and_then(|p| p.leader);
+    let leader = probe.leader(&stream).await;
     let follower = (0..cluster.nodes.len())
         .find(|i| Some(&cluster.nodes[*i].name) != leader.as_ref())
         .unwrap_or(0);
@@ -92,9 +99,9 @@ pub async fn cluster(services: &mut Services, settings: &Settings) -> Report {
 
     // 2. The stream's leader.
     run.until(second).await;
-    match placement(&url, &stream).await.map(|p| p.leader) {
+    match probe.placement_retried(&stream).await.map(|p| p.leader) {
         Ok(Some(name)) => match cluster.index_of(&name) {
-            Some(i) => kill_leader(&mut run, &mut cluster, i, &stream, settings).await,
+            Some(i) => kill_leader(&mut run, &mut cluster, &probe, i, &stream, settings).await,
             None => run.report.fail(format!("unknown stream leader {name:?}")),
         },
         Ok(None) => run.report.fail("the stream has no leader"),
@@ -125,6 +132,7 @@ pub async fn cluster(services: &mut Services, settings: &Settings) -> Report {
 async fn kill_leader(
     run: &mut Run,
     cluster: &mut NatsCluster,
+    probe: &Probe,
     i: usize,
     stream: &str,
     settings: &Settings,
@@ -133,14 +141,11 @@ async fn kill_leader(
     cluster.nodes[i].process.kill9();
     let killed = Instant::now();
     let killed_at = run.secs();
-    let url = cluster.url();
     let mut elected = None;
     while killed.elapsed() < Duration::from_secs(30) {
-        if let Ok(p) = placement(&url, stream).await {
-            if let Some(new) = p.leader.filter(|l| *l != name) {
-                elected = Some((new, killed.elapsed()));
-                break;
-            }
+        if let Some(new) = probe.leader(stream).await.filter(|l| *l != name) {
+            elected = Some((new, killed.elapsed()));
+            break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -46,6 +46,11 @@ const GATHER: Duration = Duration::from_millis(2);
 const BUSY_GATHER: Duration = Duration::from_millis(10);
 const BUSY: usize = 8;
 const WAIT: Duration = Duration::from_millis(500);
+/// How long after a pull's `wait` the worker gives up on it by itself. The
+/// server ends a pull at `wait`; but when the server holding the pull dies
+/// (a node of a NATS cluster), nothing ends it, and async-nats waits 5 s
+/// more: every view would stall that long on each node failure.
+const PULL_GRACE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -242,7 +247,10 @@ impl Worker {
             .map_err(nats("pulling messages"))?;
         let mut processed = 0;
         let mut gather = GATHER;
-        while let Some(message) = messages.next().await {
+        // Messages already received are still returned after the deadline
+        // (the timeout is checked only when none is ready).
+        let deadline = tokio::time::Instant::now() + wait + PULL_GRACE;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, messages.next()).await {
             // Whatever else arrives within GATHER is handled with it, as one
             // group (one transaction for a view): under load that is one
             // commit for many events instead of one each.
