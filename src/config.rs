@@ -284,3 +284,38 @@ impl Config {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn check(args: &[&str]) -> Result<(), &'static str> {
+        let secret = "a-test-secret-of-at-least-32-bytes";
+        let head = ["crm", "--jwt-secret", secret];
+        let cli = Cli::try_parse_from(head.iter().chain(args)).expect("flags parse");
+        cli.config.validate().map_err(|e| e.variable)
+    }
+
+    #[test]
+    fn a_cluster_is_several_nats_urls_and_a_replica_count() {
+        let cluster = "nats://n1:4222, nats://n2:4222,nats://n3:4222";
+        assert_eq!(
+            check(&["--nats-url", cluster, "--nats-replicas", "3"]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&["--nats-url", "nats://n1:4222,http://n2"]),
+            Err("NATS_URL")
+        );
+        assert_eq!(check(&["--nats-url", " , "]), Err("NATS_URL"));
+        assert_eq!(check(&["--nats-replicas", "0"]), Err("CRM_NATS_REPLICAS"));
+        assert_eq!(check(&["--nats-replicas", "6"]), Err("CRM_NATS_REPLICAS"));
+    }
+}
