@@ -8,7 +8,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::procs::{free_port, port_open, wait_until, Nats, Process, Result};
+use crate::procs::{free_port, port_open, wait_until, Process, Result};
+use crate::services::Nats;
 
 pub struct Node {
     /// Its `server_name`, as JetStream names a stream's leader.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Expect, Report};
 use crate::cluster::{NatsCluster, Probe};
-use crate::procs::{Services, Topology};
+use crate::procs::Topology;
+use crate::services::Services;
 use crate::{broken, Run, Settings};
 
 const REPLICAS: usize = 3;

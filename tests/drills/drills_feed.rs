@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Expect, Report};
 use crate::load::{Ack, Target};
-use crate::procs::{Services, Topology};
+use crate::procs::Topology;
+use crate::services::Services;
 use crate::{broken, Run, Settings};
 
 /// Inserts a `CustomerRegistered` for a new customer the way postgres-es

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use crate::check::Expect;
-use crate::procs::{Crm, Services, Topology};
+use crate::procs::{Crm, Topology};
+use crate::services::Services;
 use crate::{broken, revocation, Run, Settings};
 
 #[derive(Clone, Copy)]

@@ -3,7 +3,8 @@ use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 use crate::check::{Expect, Report};
-use crate::procs::{Services, Topology};
+use crate::procs::Topology;
+use crate::services::Services;
 use crate::{broken, Run, Settings};
 
 /// NATS killed -9 at 30 % of the load; the same server (same store

@@ -27,10 +27,12 @@ mod drills_services;
 mod load;
 mod procs;
 mod revocation;
+mod services;
 
 use check::{Expect, Report};
 use load::{Outcome, Spec, Target};
-use procs::{Services, Stack, Topology};
+use procs::{Stack, Topology};
+use services::Services;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
