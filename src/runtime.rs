@@ -114,13 +114,15 @@ pub fn spawn_feeds(
             if relay {
                 let relay = Relay::new(commands.db().clone(), jetstream.clone(), RELAY_NAME)
                     .with_stream(stream.clone(), prefix.clone())
+                    .with_replicas(config.nats_replicas)
                     .with_commit_signal(commands.commit_signal());
                 tasks.spawn(relay.run(shutdown.clone()));
             }
             if workers {
                 for handler in handlers {
                     let worker = Worker::new(jetstream.clone(), commands.db().any.clone(), handler)
-                        .with_stream(stream.clone(), prefix.clone());
+                        .with_stream(stream.clone(), prefix.clone())
+                        .with_replicas(config.nats_replicas);
                     tasks.spawn(worker.run(shutdown.clone()));
                 }
             }
