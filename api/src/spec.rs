@@ -113,6 +113,15 @@ pub fn role() -> Object {
     string(false).enum_values(Some(["admin", "user"])).build()
 }
 
+/// The public event types (`projections::public::EventType`).
+pub fn public_event_type() -> Object {
+    string(false)
+        .enum_values(Some(
+            projections::public::EventType::ALL.map(|t| t.as_str()),
+        ))
+        .build()
+}
+
 fn header_schema(pattern: &str, max: Option<usize>) -> RefOr<Schema> {
     string(false)
         .min_length(Some(1))

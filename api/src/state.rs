@@ -21,6 +21,8 @@ pub struct Settings {
     pub cursor_key: Vec<u8>,
     /// Past this lag of any view, writes answer `503`.
     pub lag_bound: projections::lag::LagBound,
+    /// Which webhook URLs may be registered.
+    pub webhook_targets: projections::webhooks::TargetPolicy,
 }
 
 pub struct Inner {
