@@ -100,7 +100,10 @@ impl Receiver {
             assert!(
                 started.elapsed() < timeout,
                 "{what}: not received within {timeout:?}; got {:?}",
-                received.iter().map(|r| r.json()["type"].clone()).collect::<Vec<_>>()
+                received
+                    .iter()
+                    .map(|r| r.json()["type"].clone())
+                    .collect::<Vec<_>>()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -199,6 +202,12 @@ fn the_independent_check_accepts_the_specifications_example() {
         body: br#"{"test": 2432232314}"#.to_vec(),
         status: 200,
     };
-    assert!(signed_by(&received, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
-    assert!(!signed_by(&received, "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    assert!(signed_by(
+        &received,
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    ));
+    assert!(!signed_by(
+        &received,
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+    ));
 }
