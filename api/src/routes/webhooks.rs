@@ -200,6 +200,16 @@ fn checked_description(fields: &mut Fields, raw: Option<String>) -> Option<Strin
 }
 
 /// Registers a webhook (admins only). The reply is the only one that shows its secret.
+///
+/// Each matching public event is delivered as `POST <url>` with the event as its JSON
+/// body and the Standard Webhooks headers `webhook-id` (the event id, the same on every
+/// attempt), `webhook-timestamp` (Unix seconds) and `webhook-signature`: `v1,` + base64
+/// of HMAC-SHA256 over `<webhook-id>.<webhook-timestamp>.<body>`, keyed with the
+/// base64-decoded part of the secret after `whsec_`; during the 24 hours after a
+/// rotation, two space-separated signatures (one per secret). Any `2xx` within 10 s is
+/// success; `410` disables the webhook; anything else is retried after 5 s, 5 min,
+/// 30 min, 2 h, 5 h, 10 h and 10 h (a longer `Retry-After` on `429`/`503` is
+/// honoured), then the delivery has failed.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = CreateWebhook,
     responses(
         (status = 201, body = WebhookDto),
