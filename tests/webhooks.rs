@@ -347,3 +347,53 @@ async fn companies_never_see_each_others_webhooks_or_events_and_users_are_refuse
         .await
         .problem(403, "user reads");
 }
+
+#[tokio::test]
+async fn a_kill_9_mid_delivery_loses_nothing_and_resends_with_the_same_id() {
+    let mut app = spawn_app_with(Stack::Full, &TEST_ENV).await;
+    let admin = app.signup("Crash").await;
+    // The first request is never answered: the server dies while it waits.
+    let receiver = Receiver::start(&[receiver::HANG], 200).await;
+    let (_, secret) = register(&app, &admin, &receiver.url, json!(["customer.created"])).await;
+    app.create_customer(&admin.token, json!({"name": "Before", "surname": "Crash"}))
+        .await;
+    let hung = receiver
+        .wait_for("the first attempt", WAIT, |r| !r.is_empty())
+        .await;
+    let hung_id = hung[0].header("webhook-id").to_owned();
+    // A second event, committed just before the kill.
+    app.create_customer(&admin.token, json!({"name": "At", "surname": "Crash"}))
+        .await;
+    app.kill_and_restart().await;
+
+    let got = receiver
+        .wait_for(
+            "both events after the restart",
+            Duration::from_secs(60),
+            |r| {
+                r.iter()
+                    .filter(|d| d.status == 200)
+                    .map(|d| d.header("webhook-id").to_owned())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    >= 2
+            },
+        )
+        .await;
+    let resent: Vec<_> = got
+        .iter()
+        .filter(|d| d.header("webhook-id") == hung_id && d.status == 200)
+        .collect();
+    assert_eq!(
+        resent.len(),
+        1,
+        "the interrupted delivery is sent again, same id"
+    );
+    assert_eq!(resent[0].body, hung[0].body);
+    assert!(got.iter().all(|d| signed_by(d, &secret)));
+    let names: std::collections::BTreeSet<_> = got
+        .iter()
+        .map(|d| d.json()["data"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["At".to_owned(), "Before".to_owned()].into());
+}

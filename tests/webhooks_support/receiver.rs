@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+/// A scripted "status" that never answers.
+pub const HANG: u16 = 0;
+
 #[derive(Clone, Debug)]
 pub struct Received {
     pub headers: HashMap<String, String>,
@@ -69,6 +72,11 @@ impl Receiver {
                         });
                         status
                     };
+                    if status == HANG {
+                        // Holds the request unanswered, like an endpoint that died mid-request.
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                        return;
+                    }
                     let reply = format!(
                         "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
                     );

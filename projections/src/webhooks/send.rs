@@ -32,8 +32,10 @@ pub const SCHEDULE: [Duration; 8] = [
 ];
 /// An attempt's time limit (the contract allows 15 s).
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a claim holds a delivery: longer than any attempt.
-pub const CLAIM: Duration = Duration::from_secs(60);
+/// How long a claim holds a delivery: longer than any attempt (so no second
+/// sender sends it meanwhile), and how long a delivery whose sender died
+/// mid-attempt waits to be sent again.
+pub const CLAIM: Duration = Duration::from_secs(20);
 pub const PER_ENDPOINT: usize = 4;
 pub const IN_FLIGHT: usize = 64;
 /// The most of a response body read (and then dropped).
