@@ -397,3 +397,48 @@ async fn a_kill_9_mid_delivery_loses_nothing_and_resends_with_the_same_id() {
         .collect();
     assert_eq!(names, ["At".to_owned(), "Before".to_owned()].into());
 }
+
+#[tokio::test]
+async fn an_endpoint_failing_through_the_whole_schedule_is_disabled_visibly() {
+    // The ~37-hour schedule in about a second and a half.
+    let app = spawn_app_with(
+        Stack::Embedded,
+        &[
+            ("CRM_WEBHOOKS_ALLOW_PRIVATE", "true"),
+            ("CRM_WEBHOOKS_RETRY_SCALE", "0.00001"),
+        ],
+    )
+    .await;
+    let admin = app.signup("Dead").await;
+    let receiver = Receiver::start(&[], 500).await;
+    let (webhook, _) = register(&app, &admin, &receiver.url, json!(["customer.created"])).await;
+    app.create_customer(&admin.token, json!({"name": "A", "surname": "B"}))
+        .await;
+    let got = receiver
+        .wait_for("eight attempts", WAIT, |r| r.len() >= 8)
+        .await;
+    assert!(got
+        .iter()
+        .all(|d| d.header("webhook-id") == got[0].header("webhook-id")));
+    let mut read = Value::Null;
+    for _ in 0..100 {
+        read = app
+            .get(&format!("/v1/webhooks/{webhook}"), &admin.token)
+            .await
+            .json;
+        if read["enabled"] == json!(false) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read["enabled"], json!(false), "{read}");
+    assert!(read["disabled_reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("retry schedule")));
+    let log = deliveries(&app, &admin, &webhook).await;
+    assert_eq!(log[0]["status"], json!("failed"));
+    assert_eq!(log[0]["attempts"], json!(8));
+    assert_eq!(log[0]["last_response_status"], json!(500));
+    assert_eq!(log[0]["next_attempt_at"], Value::Null);
+    assert_eq!(receiver.received().len(), 8, "no attempt after the last");
+}

@@ -209,7 +209,8 @@ fn checked_description(fields: &mut Fields, raw: Option<String>) -> Option<Strin
 /// rotation, two space-separated signatures (one per secret). Any `2xx` within 10 s is
 /// success; `410` disables the webhook; anything else is retried after 5 s, 5 min,
 /// 30 min, 2 h, 5 h, 10 h and 10 h (a longer `Retry-After` on `429`/`503` is
-/// honoured), then the delivery has failed.
+/// honoured), then the delivery has failed (and the webhook is disabled if nothing
+/// reached it in all that time).
 #[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = CreateWebhook,
     responses(
         (status = 201, body = WebhookDto),

@@ -40,6 +40,9 @@ pub const PER_ENDPOINT: usize = 4;
 pub const IN_FLIGHT: usize = 64;
 /// The most of a response body read (and then dropped).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Why a webhook whose endpoint stayed down through a whole schedule was disabled.
+pub const DEAD_ENDPOINT: &str =
+    "no delivery succeeded during a whole retry schedule (about 37 hours)";
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 const POLL: Duration = Duration::from_millis(100);
@@ -281,8 +284,26 @@ impl Sender {
         if outcome.response_status == Some(410) {
             tracing::warn!(webhook = %webhook.id, "endpoint answered 410 Gone; disabling the webhook");
             store::disable(&self.db.any, &webhook.id, "the endpoint answered 410 Gone").await?;
+        } else if status == "failed" && self.dead_since(webhook, &delivery.created_at).await? {
+            tracing::warn!(webhook = %webhook.id, "endpoint failed for the whole retry schedule; disabling the webhook");
+            store::disable(&self.db.any, &webhook.id, DEAD_ENDPOINT).await?;
         }
         Ok(())
+    }
+
+    /// Whether no delivery to `webhook` has succeeded since `since`: an
+    /// endpoint that failed one delivery for the whole schedule and nothing
+    /// else in that time is dead, not refusing one event.
+    async fn dead_since(&self, webhook: &WebhookRow, since: &str) -> Result<bool, sqlx::Error> {
+        let alive: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_deliveries WHERE webhook_id = $1 AND status = 'succeeded' \
+             AND last_attempt_at >= $2 LIMIT 1",
+        )
+        .bind(&webhook.id)
+        .bind(since)
+        .fetch_optional(&self.db.any)
+        .await?;
+        Ok(alive.is_none())
     }
 
     /// Sends until `shutdown`; attempts under way are finished first.
