@@ -124,8 +124,10 @@ impl Sender {
             if !self.reserve(&delivery.webhook_id) {
                 continue;
             }
-            if !self.claim(&delivery).await? {
+            let claimed = self.claim(&delivery).await;
+            if !matches!(claimed, Ok(true)) {
                 self.release(&delivery.webhook_id);
+                claimed?;
                 continue;
             }
             let sender = self.clone();
