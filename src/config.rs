@@ -105,7 +105,8 @@ pub struct Config {
         hide_env_values = true
     )]
     pub jwt_secret: Option<String>,
-    /// Comma-separated frontend origins allowed by CORS.
+    /// Comma-separated browser origins allowed by CORS
+    /// (`http://localhost:5173,https://app.example.com`), or `*` for any.
     #[arg(
         long,
         env = "CRM_CORS_ORIGINS",
@@ -139,6 +140,27 @@ pub struct Config {
         global = true
     )]
     pub token_ttl_secs: u64,
+    /// Lifetime of a login's refresh tokens in seconds (each refresh rotates
+    /// the token; the chain ends at logout or on reuse of a spent token).
+    #[arg(
+        long,
+        env = "CRM_REFRESH_TTL_SECS",
+        value_name = "CRM_REFRESH_TTL_SECS",
+        default_value_t = 30 * 86_400,
+        global = true
+    )]
+    pub refresh_ttl_secs: u64,
+    /// Requests a bearer credential (access token or API key) may make per
+    /// minute in each API process; past it, `429` with `Retry-After`. 0 turns
+    /// the limit off.
+    #[arg(
+        long,
+        env = "CRM_RATE_LIMIT_PER_MINUTE",
+        value_name = "CRM_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub rate_limit_per_minute: u32,
     /// Database connections per process.
     #[arg(
         long,
@@ -235,6 +257,12 @@ impl Config {
         if !(60..=86_400).contains(&self.token_ttl_secs) {
             return Err(bad("CRM_TOKEN_TTL_SECS", "must be between 60 and 86400"));
         }
+        if !(60..=365 * 86_400).contains(&self.refresh_ttl_secs) {
+            return Err(bad(
+                "CRM_REFRESH_TTL_SECS",
+                "must be between 60 and 31536000",
+            ));
+        }
         if self.lag_bound_events == 0 {
             return Err(bad("CRM_LAG_BOUND_EVENTS", "must be at least 1"));
         }
@@ -251,6 +279,7 @@ impl Config {
             ));
         }
         self.s3()?;
+        self.cors_origins()?;
         Ok(())
     }
 
@@ -286,12 +315,7 @@ impl Config {
         }))
     }
 
-    pub fn cors_origins(&self) -> Vec<String> {
-        self.cors_origins
-            .split(',')
-            .map(str::trim)
-            .filter(|o| !o.is_empty())
-            .map(str::to_owned)
-            .collect()
+    pub fn cors_origins(&self) -> Result<api::cors::CorsOrigins, ConfigError> {
+        api::cors::parse_origins(&self.cors_origins).map_err(|why| bad("CRM_CORS_ORIGINS", why))
     }
 }

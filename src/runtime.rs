@@ -77,8 +77,19 @@ fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let key: [u8; 32] = rand::random();
-    std::fs::write(&path, hex::encode(key)).context("writing CRM_DATA_DIR/jwt.key")?;
+    write_secret(&path, hex::encode(key).as_bytes()).context("writing CRM_DATA_DIR/jwt.key")?;
     Ok(key.to_vec())
+}
+
+/// Writes a secret readable by its owner only (0600 where permissions exist),
+/// created with that mode so it is never briefly readable by others.
+fn write_secret(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents)
 }
 
 /// Starts the feeds that keep the views current: relay + workers on the
@@ -218,6 +229,7 @@ pub async fn serve(
         settings: Settings {
             signup_enabled: config.signup_enabled,
             token_ttl: Duration::from_secs(config.token_ttl_secs),
+            refresh_ttl: Duration::from_secs(config.refresh_ttl_secs),
             max_upload_bytes: config.max_upload_bytes,
             consistency_wait: Duration::from_secs(5),
             cursor_key: [secret.as_slice(), b"/cursors"].concat(),
@@ -228,12 +240,17 @@ pub async fn serve(
             webhook_targets: config.webhook_targets(),
         },
         bus_ready,
-        login_limiter: api::ratelimit::RateLimiter::new(10, Duration::from_secs(300)),
+        login_throttle: api::ratelimit::LoginThrottle::new(Duration::from_secs(900)),
+        request_limiter: api::ratelimit::RequestLimiter::new(
+            config.rate_limit_per_minute,
+            Duration::from_secs(60),
+        ),
+        api_key_usage: api::api_keys::UsageRecorder::new(),
         metrics,
         lag,
     }));
     let http = api::HttpSettings {
-        cors_origins: config.cors_origins(),
+        cors_origins: config.cors_origins()?,
         body_limit: 256 * 1024,
         upload_body_limit: config.max_upload_bytes * 4 + 64 * 1024,
         request_timeout: Duration::from_secs(30),

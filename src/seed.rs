@@ -426,6 +426,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
             user_id: admin,
             correlation_id: Uuid::now_v7(),
             occurred_at: tick(),
+            request_digest: None,
         };
         let claimed = EmailClaimEvent::EmailClaimed { user_id: admin };
         writer
@@ -493,6 +494,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
                 user_id: admin,
                 correlation_id: Uuid::now_v7(),
                 occurred_at: tick(),
+                request_digest: None,
             };
             let event = CustomerEvent::CustomerRegistered {
                 company_id: company,

@@ -7,10 +7,15 @@ use reqwest::Method;
 use std::collections::BTreeSet;
 
 /// The routes of the HTTP contract (`docs/API.md`).
-const EXPECTED: [(&str, &str); 36] = [
+const EXPECTED: [(&str, &str); 41] = [
     ("post", "/v1/signup"),
     ("post", "/v1/auth/token"),
+    ("post", "/v1/auth/refresh"),
+    ("post", "/v1/auth/logout"),
     ("get", "/v1/me"),
+    ("get", "/v1/api-keys"),
+    ("post", "/v1/api-keys"),
+    ("delete", "/v1/api-keys/{id}"),
     ("get", "/v1/company"),
     ("patch", "/v1/company"),
     ("get", "/v1/users"),
@@ -96,7 +101,7 @@ async fn openapi_document(stack: Stack) {
         "spec differs from the contract: missing {missing:?}, extra {extra:?}"
     );
 
-    // Every /v1 route but signup and token needs the bearer token; the
+    // Every /v1 route but signup, token and refresh needs the bearer token; the
     // documented status codes include the contract's.
     let schemes = spec["components"]["securitySchemes"]
         .as_object()
@@ -111,7 +116,8 @@ async fn openapi_document(stack: Stack) {
         .expect("an http bearer security scheme");
     for (method, path) in &expected {
         let operation = &spec["paths"][path][method];
-        let public = !path.starts_with("/v1") || path == "/v1/signup" || path == "/v1/auth/token";
+        let public = !path.starts_with("/v1")
+            || ["/v1/signup", "/v1/auth/token", "/v1/auth/refresh"].contains(&path.as_str());
         let secured = operation["security"]
             .as_array()
             .or_else(|| spec["security"].as_array())

@@ -89,14 +89,18 @@ signup() {
         | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
-# Runs: phases, a name, and the operations they cover. Fuzzing the routes
+# Runs: phases, a name, and the operations they cover (or checks left out).
+# The stateful run leaves out negative_data_rejection: when it follows a link
+# into the photo upload it sends a real image for a body it generated as
+# invalid (an empty `file`), then reports the 201 as invalid data accepted;
+# the fuzzing runs check invalid data for every operation. Fuzzing the routes
 # that change a user (its password, role, removal) apart from the others:
 # they end the token they run with, so they go last, with their own.
 RUNS=(
     "examples,coverage|all|"
     "fuzzing|all-but-user-changes|--exclude-path-regex=^/v1/users/\\{id\\}"
     "fuzzing|user-changes|--include-path-regex=^/v1/users/\\{id\\}"
-    "stateful|all|"
+    "stateful|all|--exclude-checks=negative_data_rejection"
 )
 STATUS=0
 for RUN in "${RUNS[@]}"; do

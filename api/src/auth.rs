@@ -2,7 +2,8 @@
 //! fixed; `none` and others are refused) carrying the user, its company and
 //! its security stamp. Every request re-checks the stamp against the users
 //! view, so removing a user or changing its role or password ends its tokens
-//! at once.
+//! at once. A bearer value starting with `crmk_` is an API key instead
+//! (see [`crate::api_keys`]), looked up on every request.
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use domain::values::Role;
@@ -70,9 +71,19 @@ impl TokenKeys {
 /// the API. Handlers that need a user ask for one.
 #[derive(Clone, Debug)]
 pub struct Caller {
+    /// The user, or for an API key the key's id: what events record as
+    /// the actor (`created_by`, `updated_by`).
     pub user_id: UserId,
     pub company_id: CompanyId,
     pub role: Role,
+    pub kind: CallerKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerKind {
+    User,
+    /// A server-to-server client with an admin's rights in its company.
+    ApiKey,
 }
 
 impl Caller {
@@ -104,10 +115,23 @@ impl FromRequestParts<AppState> for Caller {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or_else(|| ApiError::unauthorized("a Bearer access token is required"))?;
+            .ok_or_else(|| ApiError::unauthorized("a Bearer access token is required"))?
+            .trim();
+        if token.starts_with(crate::api_keys::PREFIX) {
+            let (key, company_id) = crate::api_keys::authenticate(state.pool(), token)
+                .await?
+                .ok_or_else(|| ApiError::unauthorized("the API key is invalid or was deleted"))?;
+            state.api_key_usage.used(state.pool(), key);
+            return Ok(Self {
+                user_id: UserId(key),
+                company_id,
+                role: Role::Admin,
+                kind: CallerKind::ApiKey,
+            });
+        }
         let claims = state
             .tokens
-            .verify(token.trim())
+            .verify(token)
             .ok_or_else(|| ApiError::unauthorized("the access token is invalid or expired"))?;
         let (user_id, company_id) = (UserId(claims.sub), CompanyId(claims.cid));
         let credentials =
@@ -120,6 +144,7 @@ impl FromRequestParts<AppState> for Caller {
             user_id,
             company_id,
             role,
+            kind: CallerKind::User,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem+json: axum's own `Json`, `Path`
 //! and `Query` rejections, turned into our error type, plus the headers the
 //! contract defines (`If-Match`, `Idempotency-Key`, `X-Consistency-Token`).
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -51,17 +51,46 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 "the body is not valid JSON: {error}"
             )));
         }
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(match rejection {
-                JsonRejection::JsonDataError(e) => {
-                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.body_text())
-                }
-                JsonRejection::JsonSyntaxError(e) => ApiError::bad_request(e.body_text()),
-                other => ApiError::new(other.status(), other.body_text()),
-            }),
-        }
+        // Wrong types and missing or unknown fields are field problems, in the
+        // same `errors[]` shape as the domain's own validation.
+        let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize::<_, T>(&mut deserializer)
+            .map(Self)
+            .map_err(|error| {
+                let parent = error.path().to_string();
+                let message = error.into_inner().to_string();
+                let message = strip_position(&message);
+                ApiError::field(&body_field(&parent, message), message)
+            })
     }
+}
+
+/// The JSON path of a body problem as a field name (`name`, `items[0].id`).
+/// A missing or unknown field is named by serde's message, under its parent;
+/// `body` is the document itself (e.g. an array where an object belongs).
+fn body_field(parent: &str, message: &str) -> String {
+    let parent = if parent == "." { "" } else { parent };
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    match (parent, named) {
+        // serde_path_to_error already names an unknown field in the path.
+        (parent, Some(name)) if parent == name || parent.ends_with(&format!(".{name}")) => {
+            parent.to_owned()
+        }
+        ("", Some(name)) => name.to_owned(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        ("", None) => "body".to_owned(),
+        (parent, None) => parent.to_owned(),
+    }
+}
+
+/// serde_json ends its messages with "at line 1 column 9": noise to a form.
+fn strip_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |at| &message[..at])
 }
 
 /// Path parameters; a malformed id is `400`.
@@ -238,6 +267,43 @@ mod tests {
         ] {
             assert!(parse_if_match(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        tags: Vec<u32>,
+    }
+
+    async fn problem_of(json: &str) -> ApiError {
+        let request = axum::http::Request::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(json.to_owned()))
+            .expect("request");
+        match Json::<Body>::from_request(request, &()).await {
+            Ok(body) => panic!("accepted {json}: {:?}", body.0),
+            Err(error) => error,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_body_problem_names_its_field() {
+        for (json, field) in [
+            (r#"{"name": 123, "tags": []}"#, "name"),
+            (r#"{"name": "a", "tags": [1, "x"]}"#, "tags[1]"),
+            (r#"{"tags": []}"#, "name"),
+            (r#"{"name": "a", "tags": [], "extra": 1}"#, "extra"),
+            (r#""just text""#, "body"),
+        ] {
+            let error = problem_of(json).await;
+            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
+            assert_eq!(error.errors.len(), 1, "{json}");
+            assert_eq!(error.errors[0].field, field, "{json}");
+            assert!(!error.errors[0].message.contains("line"), "{json}");
+        }
+        assert_eq!(problem_of("{").await.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

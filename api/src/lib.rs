@@ -11,8 +11,10 @@
 //! The OpenAPI document is generated from the same handler list that builds
 //! the router ([`routes::router`]), so the spec and the router cannot drift.
 
+pub mod api_keys;
 pub mod auth;
 pub mod backpressure;
+pub mod cors;
 pub mod cursor;
 pub mod error;
 pub mod extract;
@@ -20,16 +22,17 @@ pub mod idempotency;
 pub mod middleware;
 pub mod ratelimit;
 pub mod routes;
+pub mod secrets;
 pub mod serve;
+pub mod sessions;
 pub mod spec;
 pub mod state;
 pub mod validate;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
 use std::time::Duration;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -46,7 +49,12 @@ pub fn openapi() -> OpenApi {
 fn decorate(mut spec: OpenApi) -> OpenApi {
     spec::complete(&mut spec);
     spec.info.title = "CRM API".into();
-    spec.info.version = "1.0.0".into();
+    spec.info.version = env!("CARGO_PKG_VERSION").into();
+    // The document describes this project, not the generator's own package.
+    spec.info.contact = None;
+    let mut license = utoipa::openapi::License::new("MIT");
+    license.identifier = Some("MIT".into());
+    spec.info.license = Some(license);
     spec.info.description = Some(
         "Multi-tenant CRM: companies, users, customers and their photos.\n\n\
          Writes answer from their own events, without waiting for the read models. \
@@ -71,7 +79,7 @@ fn decorate(mut spec: OpenApi) -> OpenApi {
 
 /// HTTP settings the router needs beyond the state.
 pub struct HttpSettings {
-    pub cors_origins: Vec<String>,
+    pub cors_origins: cors::CorsOrigins,
     /// Body limit of JSON routes.
     pub body_limit: usize,
     /// Body limit of the photo upload (a rejected oversized upload is read
@@ -97,43 +105,15 @@ pub fn app(state: AppState, http: &HttpSettings) -> Router {
             state.clone(),
             backpressure::refuse_writes_past_lag,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit_requests,
+        ))
         .with_state(state);
     middleware::wrap(
         router,
         http,
-        cors(&http.cors_origins),
+        cors::layer(&http.cors_origins),
         DefaultBodyLimit::max(http.body_limit),
     )
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PATCH,
-            Method::PUT,
-            Method::DELETE,
-        ])
-        .allow_headers([
-            axum::http::header::AUTHORIZATION,
-            axum::http::header::CONTENT_TYPE,
-            axum::http::header::IF_MATCH,
-            "idempotency-key".parse().expect("valid header name"),
-            "x-consistency-token".parse().expect("valid header name"),
-        ])
-        .expose_headers([
-            axum::http::header::ETAG,
-            axum::http::header::LOCATION,
-            axum::http::header::RETRY_AFTER,
-            "x-consistency-token".parse().expect("valid header name"),
-            "x-consistency-stale".parse().expect("valid header name"),
-            "x-request-id".parse().expect("valid header name"),
-        ])
-        .max_age(Duration::from_secs(600))
 }

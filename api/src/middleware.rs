@@ -2,7 +2,7 @@
 //! and time limits, security headers, and a panic guard that still answers
 //! problem+json.
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -83,6 +83,53 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// `If-None-Match` on a read whose `ETag` it names answers `304` without a
+/// body, so a client revalidating a cached copy does not download it again.
+/// Weak comparison (RFC 9110 13.1.2): `W/"3"` matches `"3"`.
+async fn not_modified(request: Request, next: Next) -> Response {
+    let conditional = matches!(request.method(), &Method::GET | &Method::HEAD)
+        .then(|| request.headers().get(header::IF_NONE_MATCH).cloned())
+        .flatten();
+    let response = next.run(request).await;
+    let Some(condition) = conditional else {
+        return response;
+    };
+    let current = response.headers().get(header::ETAG);
+    let matches = match (condition.to_str(), current.and_then(|v| v.to_str().ok())) {
+        (Ok(condition), Some(current)) if response.status() == StatusCode::OK => {
+            etag_listed(condition, current)
+        }
+        _ => false,
+    };
+    if !matches {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut unchanged = Response::new(axum::body::Body::empty());
+    *unchanged.status_mut() = StatusCode::NOT_MODIFIED;
+    // The validators and caching headers of the full answer (RFC 9110 15.4.5).
+    for name in [
+        header::ETAG,
+        header::CACHE_CONTROL,
+        header::VARY,
+        header::CONTENT_LOCATION,
+    ] {
+        if let Some(value) = parts.headers.get(&name) {
+            unchanged.headers_mut().insert(name, value.clone());
+        }
+    }
+    unchanged
+}
+
+/// Whether an `If-None-Match` list names `etag` (or is `*`).
+fn etag_listed(condition: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let etag = opaque(etag);
+    condition
+        .split(',')
+        .any(|tag| tag.trim() == "*" || opaque(tag) == etag)
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal("a handler panicked").into_response()
 }
@@ -96,6 +143,7 @@ pub fn wrap(
     let request_id = axum::http::HeaderName::from_static("x-request-id");
     router
         .layer(body_limit)
+        .layer(axum::middleware::from_fn(not_modified))
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn_with_state(
@@ -116,4 +164,19 @@ pub fn wrap(
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_listed;
+
+    #[test]
+    fn if_none_match_compares_weakly_and_takes_lists() {
+        assert!(etag_listed("\"3\"", "\"3\""));
+        assert!(etag_listed("W/\"3\"", "\"3\""));
+        assert!(etag_listed("\"1\", \"3\"", "\"3\""));
+        assert!(etag_listed("*", "\"3\""));
+        assert!(!etag_listed("\"4\"", "\"3\""));
+        assert!(!etag_listed("\"33\"", "\"3\""));
+    }
 }

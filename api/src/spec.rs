@@ -64,7 +64,16 @@ pub fn title_nullable() -> Object {
 
 /// Optional notes (`null` is none).
 pub fn notes_nullable() -> Object {
-    text(Notes::MAX_CHARS, true)
+    string(true)
+        .min_length(Some(1))
+        .max_length(Some(Notes::MAX_CHARS))
+        .pattern(Some(Notes::PATTERN))
+        .description(Some(format!(
+            "Not blank; at most {} characters as sent; trimmed; may hold line breaks \
+             and tabs, no other control characters.",
+            Notes::MAX_CHARS
+        )))
+        .build()
 }
 
 fn email_schema(nullable: bool) -> Object {

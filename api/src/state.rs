@@ -5,8 +5,9 @@ use futures::future::BoxFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::api_keys::UsageRecorder;
 use crate::auth::TokenKeys;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{LoginThrottle, RequestLimiter};
 
 /// Answers whether the event bus is reachable (always `true` embedded).
 pub type BusProbe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
@@ -14,6 +15,8 @@ pub type BusProbe = Arc<dyn Fn() -> BoxFuture<'static, bool> + Send + Sync>;
 pub struct Settings {
     pub signup_enabled: bool,
     pub token_ttl: Duration,
+    /// How long a refresh token (one login's rotating chain) stays usable.
+    pub refresh_ttl: Duration,
     pub max_upload_bytes: usize,
     /// How long a read waits for an `X-Consistency-Token`, and a write for its own views.
     pub consistency_wait: Duration,
@@ -31,7 +34,10 @@ pub struct Inner {
     pub tokens: TokenKeys,
     pub settings: Settings,
     pub bus_ready: BusProbe,
-    pub login_limiter: RateLimiter,
+    pub login_throttle: LoginThrottle,
+    /// Requests per bearer token (access token or API key).
+    pub request_limiter: RequestLimiter,
+    pub api_key_usage: UsageRecorder,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The views' latest sampled lag.
     pub lag: projections::lag::LagWatch,

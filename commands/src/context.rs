@@ -9,6 +9,9 @@ pub const META_COMPANY_ID: &str = "company_id";
 pub const META_USER_ID: &str = "user_id";
 pub const META_CORRELATION_ID: &str = "correlation_id";
 pub const META_OCCURRED_AT: &str = "occurred_at";
+/// A digest of the request that an `Idempotency-Key` named, so a repeat of
+/// the key with another body can be told from a retry.
+pub const META_REQUEST_DIGEST: &str = "request_digest";
 
 /// The caller of a command. Built by the API from the verified token only.
 #[derive(Clone, Debug)]
@@ -17,6 +20,7 @@ pub struct CommandContext {
     pub user_id: UserId,
     pub correlation_id: Uuid,
     pub occurred_at: DateTime<Utc>,
+    pub request_digest: Option<String>,
 }
 
 impl CommandContext {
@@ -26,11 +30,18 @@ impl CommandContext {
             user_id,
             correlation_id,
             occurred_at: Utc::now(),
+            request_digest: None,
         }
     }
 
+    /// Stores `digest` (of the request an `Idempotency-Key` named) with the events.
+    pub fn with_request_digest(mut self, digest: Option<String>) -> Self {
+        self.request_digest = digest;
+        self
+    }
+
     pub fn metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut metadata = HashMap::from([
             (META_COMPANY_ID.to_owned(), self.company_id.to_string()),
             (META_USER_ID.to_owned(), self.user_id.to_string()),
             (
@@ -38,7 +49,11 @@ impl CommandContext {
                 self.correlation_id.to_string(),
             ),
             (META_OCCURRED_AT.to_owned(), self.occurred_at_text()),
-        ])
+        ]);
+        if let Some(digest) = &self.request_digest {
+            metadata.insert(META_REQUEST_DIGEST.to_owned(), digest.clone());
+        }
+        metadata
     }
 
     /// The command's time as its events store it.

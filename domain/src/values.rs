@@ -32,6 +32,13 @@ macro_rules! cc {
     };
 }
 
+/// What notes may hold beyond [`TEXT_PATTERN`]: tabs and line breaks.
+macro_rules! cc_but_lines {
+    () => {
+        r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f"
+    };
+}
+
 /// Text that is not blank and, once trimmed, holds no control characters.
 pub const TEXT_PATTERN: &str = concat!(
     "^[",
@@ -49,9 +56,38 @@ pub const TEXT_PATTERN: &str = concat!(
     "]*$"
 );
 
+/// [`TEXT_PATTERN`] that also lets tabs and line breaks (LF, CR) through
+/// inside the text, for multi-line notes.
+pub const MULTILINE_TEXT_PATTERN: &str = concat!(
+    "^[",
+    ws!(),
+    "]*[^",
+    ws!(),
+    cc!(),
+    "]([^",
+    cc_but_lines!(),
+    "]*[^",
+    ws!(),
+    cc!(),
+    "])?[",
+    ws!(),
+    "]*$"
+);
+
 /// Trims, refuses blank text, control characters and text over `max`
 /// characters. The limit applies to the text as sent, before trimming.
 fn bounded_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
+    bounded(raw, max, |c| c.is_control())
+}
+
+/// [`bounded_text`] that keeps tabs and line breaks.
+fn bounded_multiline_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
+    bounded(raw, max, |c| {
+        c.is_control() && !matches!(c, '\t' | '\n' | '\r')
+    })
+}
+
+fn bounded(raw: &str, max: usize, refused: fn(char) -> bool) -> Result<String, InvalidValue> {
     if raw.chars().count() > max {
         return Err(invalid(format!("must be at most {max} characters")));
     }
@@ -59,7 +95,7 @@ fn bounded_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
     if trimmed.is_empty() {
         return Err(invalid("must not be empty"));
     }
-    if trimmed.chars().any(|c| c.is_control()) {
+    if trimmed.chars().any(refused) {
         return Err(invalid("must not contain control characters"));
     }
     Ok(trimmed.to_owned())
@@ -67,6 +103,9 @@ fn bounded_text(raw: &str, max: usize) -> Result<String, InvalidValue> {
 
 macro_rules! text_value {
     ($(#[$doc:meta])* $name:ident, $max:expr) => {
+        text_value!($(#[$doc])* $name, $max, TEXT_PATTERN, bounded_text);
+    };
+    ($(#[$doc:meta])* $name:ident, $max:expr, $pattern:expr, $parser:expr) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(transparent)]
@@ -75,10 +114,10 @@ macro_rules! text_value {
         impl $name {
             pub const MAX_CHARS: usize = $max;
             /// The syntax [`Self::parse`] accepts (with at most `MAX_CHARS` characters).
-            pub const PATTERN: &str = TEXT_PATTERN;
+            pub const PATTERN: &str = $pattern;
 
             pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
-                bounded_text(raw, $max).map(Self)
+                $parser(raw, $max).map(Self)
             }
 
             pub fn as_str(&self) -> &str {
@@ -110,9 +149,12 @@ text_value!(
     200
 );
 text_value!(
-    /// Free text about a customer: at most 10,000 characters.
+    /// Free text about a customer, lines and tabs included: at most
+    /// 10,000 characters.
     Notes,
-    10_000
+    10_000,
+    MULTILINE_TEXT_PATTERN,
+    bounded_multiline_text
 );
 
 /// An email address as its owner wrote it; compared by [`Email::normalized`].
@@ -455,6 +497,10 @@ mod tests {
         "\u{85}Ada\u{85}",
         "A\u{7f}",
         "a b",
+        "line one\nline two",
+        "a\r\nb\tc",
+        "a\u{b}b",
+        "a\u{1b}b",
         "a\u{2028}b",
         "\u{2028}",
         "x@y.z",

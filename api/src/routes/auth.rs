@@ -1,4 +1,4 @@
-//! Signup, the token endpoint and `/v1/me`.
+//! Signup, tokens (login, refresh, logout) and `/v1/me`.
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use commands::{accounts, passwords, CommandContext};
@@ -14,9 +14,11 @@ use uuid::Uuid;
 use super::company::CompanyDto;
 use super::users::{load_user, UserDto};
 use super::Reply;
-use crate::auth::Caller;
+use crate::auth::{Caller, CallerKind};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, WaitFor};
+use crate::ratelimit::LoginGate;
+use crate::sessions;
 use crate::state::AppState;
 use crate::validate::Fields;
 
@@ -37,10 +39,8 @@ pub struct SignupRequest {
 pub struct SignupResponse {
     company: CompanyDto,
     user: UserDto,
-    access_token: String,
-    #[schema(value_type = String, pattern = "^Bearer$")]
-    token_type: &'static str,
-    expires_in: u64,
+    #[serde(flatten)]
+    tokens: TokenResponse,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -55,7 +55,51 @@ pub struct TokenResponse {
     access_token: String,
     #[schema(value_type = String, pattern = "^Bearer$")]
     token_type: &'static str,
+    /// Seconds the access token is valid.
     expires_in: u64,
+    /// Exchange it at `/v1/auth/refresh` for new tokens; each use spends it.
+    refresh_token: String,
+    /// Seconds the refresh token is valid.
+    refresh_expires_in: u64,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+/// A new access token and the next refresh token of `family` (a new login
+/// when `None`).
+async fn issue_tokens(
+    state: &AppState,
+    user: UserId,
+    company: CompanyId,
+    security_stamp: i64,
+    family: Option<&str>,
+) -> ApiResult<TokenResponse> {
+    let ttl = state.settings.token_ttl.as_secs();
+    let refresh_ttl = state.settings.refresh_ttl.as_secs();
+    let access_token =
+        state
+            .tokens
+            .issue(&user.to_string(), &company.to_string(), security_stamp, ttl)?;
+    let refresh_token = sessions::issue(
+        state.pool(),
+        family,
+        user,
+        company,
+        security_stamp,
+        refresh_ttl,
+    )
+    .await?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ttl,
+        refresh_token,
+        refresh_expires_in: refresh_ttl,
+    })
 }
 
 /// Creates a company and its first admin, and logs the admin in.
@@ -119,7 +163,6 @@ pub async fn signup(
     let (user, folded_stamp) =
         super::users::fresh_user(&state, ctx.company_id, ctx.user_id, user.version).await?;
     let company = super::company::company_from_store(&state, ctx.company_id).await?;
-    let ttl = state.settings.token_ttl.as_secs();
     let security_stamp = match folded_stamp {
         Some(stamp) => stamp,
         None => {
@@ -129,70 +172,120 @@ pub async fn signup(
                 .security_stamp
         }
     };
-    let access_token = state
-        .tokens
-        .issue(&user.id, &company.id, security_stamp, ttl)?;
+    let tokens = issue_tokens(&state, ctx.user_id, ctx.company_id, security_stamp, None).await?;
     Ok(Reply::ok(SignupResponse {
         company,
         user,
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
+        tokens,
     })
     .status(StatusCode::CREATED)
     .token(token)
     .stale(stale))
 }
 
-/// Exchanges an email and password for an access token.
+/// Exchanges an email and password for an access token and a refresh token.
 #[utoipa::path(post, path = "/v1/auth/token", tag = "auth", request_body = TokenRequest,
     responses(
         (status = 200, body = TokenResponse),
         (status = 401, body = Problem, description = "Wrong email or password (the same answer for both)"),
-        (status = 429, body = Problem, description = "Too many failed logins for this email or address")))]
+        (status = 429, body = Problem, description = "Too many failed logins for this email from this address, or from this address")))]
 pub async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(body): Json<TokenRequest>,
 ) -> ApiResult<Reply<TokenResponse>> {
-    let email_key = body.email.trim().to_lowercase();
-    let keys = [format!("email:{email_key}"), format!("ip:{}", peer.ip())];
-    if let Some(seconds) = keys
-        .iter()
-        .filter_map(|k| state.login_limiter.blocked_for(k))
-        .max()
-    {
-        return Err(ApiError {
-            retry_after: Some(seconds),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins; retry later",
-            )
-        });
+    let account = body.email.trim().to_lowercase();
+    let address = peer.ip().to_string();
+    match state.login_throttle.gate(&account, &address) {
+        LoginGate::Refuse(seconds) => {
+            return Err(ApiError {
+                retry_after: Some(seconds),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many failed logins; retry later",
+                )
+            })
+        }
+        LoginGate::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+        LoginGate::Proceed(_) => {}
     }
     let credentials =
-        projections::read::users::credentials_by_email(state.pool(), &email_key).await?;
+        projections::read::users::credentials_by_email(state.pool(), &account).await?;
     let hash = credentials.as_ref().map(|c| c.password_hash.clone());
     // Unknown email and wrong password cost the same and answer the same.
     let valid = passwords::verify(body.password, hash).await;
     let Some(credentials) = credentials.filter(|_| valid) else {
-        keys.iter()
-            .for_each(|k| state.login_limiter.record_failure(k));
+        state.login_throttle.failed(&account, &address);
         return Err(ApiError::unauthorized("invalid email or password"));
     };
-    state.login_limiter.reset(&keys[0]);
-    let ttl = state.settings.token_ttl.as_secs();
-    let access_token = state.tokens.issue(
-        &credentials.id,
-        &credentials.company_id,
+    state.login_throttle.succeeded(&account, &address);
+    let (Ok(user), Ok(company)) = (
+        Uuid::parse_str(&credentials.id),
+        Uuid::parse_str(&credentials.company_id),
+    ) else {
+        return Err(ApiError::internal("a stored user id is not a UUID"));
+    };
+    let tokens = issue_tokens(
+        &state,
+        UserId(user),
+        CompanyId(company),
         credentials.security_stamp,
-        ttl,
-    )?;
-    Ok(Reply::ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: ttl,
-    }))
+        None,
+    )
+    .await?;
+    Ok(Reply::ok(tokens))
+}
+
+/// Exchanges a refresh token for a new access token and the next refresh
+/// token. The one sent is spent: using it again revokes every token of its
+/// login, and so do logout and any change that ends the user's sessions.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, body = Problem, description = "The refresh token is unknown, expired, spent or revoked, or the user's sessions ended")))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshRequest>,
+) -> ApiResult<Reply<TokenResponse>> {
+    let refused = || ApiError::unauthorized("the refresh token is invalid, expired or revoked");
+    let session = sessions::spend(state.pool(), body.refresh_token.trim())
+        .await?
+        .map_err(|_| refused())?;
+    let current = projections::read::users::credentials_by_id(
+        state.pool(),
+        session.company_id,
+        session.user_id,
+    )
+    .await?
+    .filter(|c| c.security_stamp == session.security_stamp);
+    if current.is_none() {
+        // Removed, demoted or re-passworded since the login: the login ends.
+        sessions::revoke_family(state.pool(), &session.family).await?;
+        return Err(refused());
+    }
+    let tokens = issue_tokens(
+        &state,
+        session.user_id,
+        session.company_id,
+        session.security_stamp,
+        Some(&session.family),
+    )
+    .await?;
+    Ok(Reply::ok(tokens))
+}
+
+/// Ends the login a refresh token belongs to (its access tokens expire on
+/// their own, within their `expires_in`).
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])), request_body = RefreshRequest,
+    responses((status = 204, description = "The refresh token and its chain no longer work")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    // A token of someone else is left alone, and the answer does not say so.
+    sessions::revoke_for(state.pool(), body.refresh_token.trim(), caller.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The calling user.
@@ -206,6 +299,12 @@ pub async fn me(
     caller: Caller,
     WaitFor(wait): WaitFor,
 ) -> ApiResult<Reply<UserDto>> {
+    if caller.kind == CallerKind::ApiKey {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "an API key is not a user: /v1/me needs a user's access token",
+        ));
+    }
     let stale = state.await_token(caller.company_id, wait.as_ref()).await;
     let (user, version) = load_user(&state, &caller, caller.user_id).await?;
     Ok(Reply::ok(user).version(version).stale(stale))

@@ -133,7 +133,7 @@ pub struct CustomerListParams {
     deleted: Option<bool>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustomer {
     /// A UUID the client chose; taken ids are `409`.
@@ -399,7 +399,7 @@ pub async fn list_customers(
 
 /// Creates a customer.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = CreateCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
     responses((status = 201, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
         (status = 404, body = Problem, description = "No such photo in the caller's company"),
         (status = 409, body = Problem, description = "The id is taken, or the photo is attached elsewhere or rejected"),
@@ -410,6 +410,7 @@ pub async fn create_customer(
     IdempotencyKey(key): IdempotencyKey,
     Json(body): Json<CreateCustomer>,
 ) -> ApiResult<Reply<CustomerDto>> {
+    let digest = key.as_ref().map(|_| crate::idempotency::digest(&body));
     let mut fields = Fields::default();
     let name = fields.required("name", body.name.as_deref(), PersonName::parse);
     let surname = fields.required("surname", body.surname.as_deref(), PersonName::parse);
@@ -442,7 +443,7 @@ pub async fn create_customer(
         photo,
         by: caller.user_id,
     };
-    let ctx = caller.context();
+    let ctx = caller.context().with_request_digest(digest.clone());
     let (version, written) = match state
         .commands
         .execute::<Customer>(&id.to_string(), register, &ctx, Expect::Any)
@@ -460,6 +461,12 @@ pub async fn create_customer(
         Ok(outcome) => (outcome.version, None),
         Err(CommandError::Domain(CustomerError::AlreadyExists)) if key.is_some() => {
             // A repeat of the same Idempotency-Key: answer as the first time.
+            crate::idempotency::same_request::<Customer>(
+                &state,
+                &id.to_string(),
+                digest.as_deref(),
+            )
+            .await?;
             match state
                 .commands
                 .load::<Customer>(&id.to_string(), caller.company_id)

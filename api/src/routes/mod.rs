@@ -13,6 +13,7 @@ use domain::CompanyId;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+pub mod api_keys;
 pub mod auth;
 pub mod company;
 pub mod customers;
@@ -39,7 +40,11 @@ pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(auth::signup))
         .routes(routes!(auth::token))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
+        .routes(routes!(api_keys::list_api_keys, api_keys::create_api_key))
+        .routes(routes!(api_keys::delete_api_key))
         .routes(routes!(company::get_company, company::rename_company))
         .routes(routes!(users::list_users, users::create_user))
         .routes(routes!(

@@ -151,7 +151,7 @@ async fn read_file(
 /// Uploads a photo; with `customer_id` it is attached to that customer asynchronously.
 #[utoipa::path(post, path = "/v1/photos", tag = "photos", security(("bearer" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
     responses((status = 201, body = PhotoDto, headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"))),
         (status = 404, body = Problem, description = "No such customer in the caller's company"),
         (status = 409, body = Problem, description = "The customer is deleted"),
@@ -209,6 +209,14 @@ pub async fn upload_photo(
         Some(key) => crate::idempotency::derived_id(caller.company_id, "photo", key),
         None => Uuid::now_v7(),
     });
+    let digest = key.as_ref().map(|_| {
+        let customer = customer.map(|c| c.to_string()).unwrap_or_default();
+        crate::idempotency::digest_bytes(&[upload.sha256.as_bytes(), customer.as_bytes()])
+    });
+    // Before the object is written: a key reused for another file must not
+    // replace the first file's bytes.
+    crate::idempotency::same_request::<Photo>(&state, &photo_id.to_string(), digest.as_deref())
+        .await?;
     let object_key = ObjectKey::for_photo(caller.company_id, photo_id);
     let size = upload.bytes.len() as i64;
     // The object first: an event must never point at a missing object.
@@ -234,7 +242,7 @@ pub async fn upload_photo(
         .execute::<Photo>(
             &photo_id.to_string(),
             command,
-            &caller.context(),
+            &caller.context().with_request_digest(digest),
             Expect::Any,
         )
         .await

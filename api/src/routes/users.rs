@@ -202,7 +202,7 @@ pub async fn list_users(
 
 /// Adds a user to the company (admins only).
 #[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
     responses(
         (status = 201, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
         (status = 403, body = Problem, description = "Only admins may do this"),
@@ -215,6 +215,16 @@ pub async fn create_user(
     Json(body): Json<CreateUser>,
 ) -> ApiResult<Reply<UserDto>> {
     caller.require_admin()?;
+    // The password stays out of the digest, which is stored in the log.
+    let digest = key.as_ref().map(|_| {
+        crate::idempotency::digest(&(
+            &body.email,
+            &body.name,
+            &body.surname,
+            &body.title,
+            &body.role,
+        ))
+    });
     let mut fields = Fields::default();
     let email = fields.required("email", body.email.as_deref(), Email::parse);
     let name = fields.required("name", body.name.as_deref(), PersonName::parse);
@@ -231,7 +241,7 @@ pub async fn create_user(
         Some(key) => crate::idempotency::derived_id(caller.company_id, "user", key),
         None => Uuid::now_v7(),
     });
-    let ctx = caller.context();
+    let ctx = caller.context().with_request_digest(digest.clone());
     let password_hash = passwords::hash(password)
         .await
         .map_err(ApiError::internal)?;
@@ -252,6 +262,12 @@ pub async fn create_user(
                 domain::user::UserError::AlreadyExists,
             ))) if key.is_some() => {
                 // A repeat of the same Idempotency-Key: answer as the first time.
+                crate::idempotency::same_request::<User>(
+                    &state,
+                    &user_id.to_string(),
+                    digest.as_deref(),
+                )
+                .await?;
                 match state
                     .commands
                     .load::<User>(&user_id.to_string(), caller.company_id)
