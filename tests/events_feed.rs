@@ -186,3 +186,34 @@ async fn bad_feed_requests_are_400_and_plain_users_403() {
         .await
         .problem(401, "no token");
 }
+
+#[tokio::test]
+async fn a_change_made_with_an_api_key_names_the_key_as_actor() {
+    let app = spawn_app(Stack::Embedded).await;
+    let admin = app.signup("Keyed").await;
+    let created = app
+        .post("/v1/api-keys", &admin.token, json!({"name": "sync"}))
+        .await;
+    created.expect(201, "create a key");
+    let key = created.json["key"].as_str().unwrap().to_owned();
+    let key_id = created.json["id"].as_str().unwrap().to_owned();
+    app.post(
+        "/v1/customers",
+        &key,
+        json!({"name": "By", "surname": "Key"}),
+    )
+    .await
+    .expect(201, "a key creates a customer");
+    // A key reads the feed like an admin.
+    let (items, _) = all_events(
+        &app,
+        &Tenant {
+            token: key,
+            ..admin
+        },
+        "&types=customer.created",
+    )
+    .await;
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["actor"], json!({ "api_key_id": key_id }));
+}

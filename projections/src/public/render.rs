@@ -101,12 +101,7 @@ pub async fn render(db: &Db, events: &[StoredEvent]) -> Result<Vec<PublicEvent>,
                 .map(api_time)
                 .unwrap_or_default(),
             company_id,
-            actor: Actor {
-                user_id: event
-                    .meta(commands::context::META_USER_ID)
-                    .map(str::to_owned),
-                api_key_id: None,
-            },
+            actor: actor(event),
             data: data.unwrap_or(Value::Null),
             changed_fields,
         };
@@ -114,6 +109,24 @@ pub async fn render(db: &Db, events: &[StoredEvent]) -> Result<Vec<PublicEvent>,
         rendered.push(public);
     }
     Ok(rendered)
+}
+
+/// Who made the change: the user, or the API key whose id the event's
+/// `user_id` holds.
+fn actor(event: &StoredEvent) -> Actor {
+    use commands::context::{ACTOR_API_KEY, META_ACTOR_KIND, META_USER_ID};
+    let id = event.meta(META_USER_ID).map(str::to_owned);
+    if event.meta(META_ACTOR_KIND) == Some(ACTOR_API_KEY) {
+        Actor {
+            user_id: None,
+            api_key_id: id,
+        }
+    } else {
+        Actor {
+            user_id: id,
+            api_key_id: None,
+        }
+    }
 }
 
 fn is_update(t: EventType) -> bool {
