@@ -40,9 +40,18 @@ pub struct Config {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
-    /// NATS URL (JetStream); unset = in-process bus.
+    /// NATS URL (JetStream), or the comma-separated URLs of a cluster's servers; unset = in-process bus.
     #[arg(long, env = "NATS_URL", value_name = "NATS_URL", global = true)]
     pub nats_url: Option<String>,
+    /// Replicas of the JetStream stream and consumers: 1 on a single server, 3 on a 3-node cluster.
+    #[arg(
+        long,
+        env = "CRM_NATS_REPLICAS",
+        value_name = "CRM_NATS_REPLICAS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub nats_replicas: usize,
     /// JetStream stream that carries the events.
     #[arg(
         long,
@@ -246,10 +255,21 @@ impl Config {
                 return Err(bad("CRM_JWT_SECRET", "must be at least 32 bytes"));
             }
         }
-        if let Some(url) = &self.nats_url {
-            if !(url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://")) {
-                return Err(bad("NATS_URL", "must be a nats:// URL"));
+        if let Some(urls) = &self.nats_url {
+            let servers = projections::feed::relay::server_urls(urls);
+            let valid = |url: &&str| {
+                url.starts_with("nats://") || url.starts_with("tls://") || !url.contains("://")
+            };
+            if servers.is_empty() || !servers.iter().all(valid) {
+                return Err(bad(
+                    "NATS_URL",
+                    "must be a nats:// URL, or several separated by commas",
+                ));
             }
+        }
+        // JetStream allows at most 5 replicas.
+        if !(1..=5).contains(&self.nats_replicas) {
+            return Err(bad("CRM_NATS_REPLICAS", "must be between 1 and 5"));
         }
         if self.max_upload_bytes < 1024 {
             return Err(bad("CRM_MAX_UPLOAD_BYTES", "must be at least 1024"));
@@ -317,5 +337,40 @@ impl Config {
 
     pub fn cors_origins(&self) -> Result<api::cors::CorsOrigins, ConfigError> {
         api::cors::parse_origins(&self.cors_origins).map_err(|why| bad("CRM_CORS_ORIGINS", why))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn check(args: &[&str]) -> Result<(), &'static str> {
+        let secret = "a-test-secret-of-at-least-32-bytes";
+        let head = ["crm", "--jwt-secret", secret];
+        let cli = Cli::try_parse_from(head.iter().chain(args)).expect("flags parse");
+        cli.config.validate().map_err(|e| e.variable)
+    }
+
+    #[test]
+    fn a_cluster_is_several_nats_urls_and_a_replica_count() {
+        let cluster = "nats://n1:4222, nats://n2:4222,nats://n3:4222";
+        assert_eq!(
+            check(&["--nats-url", cluster, "--nats-replicas", "3"]),
+            Ok(())
+        );
+        assert_eq!(
+            check(&["--nats-url", "nats://n1:4222,http://n2"]),
+            Err("NATS_URL")
+        );
+        assert_eq!(check(&["--nats-url", " , "]), Err("NATS_URL"));
+        assert_eq!(check(&["--nats-replicas", "0"]), Err("CRM_NATS_REPLICAS"));
+        assert_eq!(check(&["--nats-replicas", "6"]), Err("CRM_NATS_REPLICAS"));
     }
 }

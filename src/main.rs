@@ -48,6 +48,8 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         customers_per_company: u32,
     },
+    /// Print the OpenAPI document the server serves (docs/openapi.json is its copy).
+    Openapi,
     /// Photo storage maintenance.
     Photos {
         #[command(subcommand)]
@@ -92,6 +94,10 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", serde_json::to_string_pretty(&api::openapi())?);
+        return Ok(());
+    }
     if let Err(error) = cli.config.validate() {
         eprintln!("crm: configuration error: {error}");
         std::process::exit(2);
@@ -129,6 +135,8 @@ async fn main() -> anyhow::Result<()> {
             companies,
             customers_per_company,
         } => seed::run(config, companies, customers_per_company).await,
+        // Answered above, before the configuration is read.
+        Command::Openapi => Ok(()),
         Command::Migrate => {
             runtime::open_db(&config).await?;
             println!("migrations applied");

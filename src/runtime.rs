@@ -117,13 +117,15 @@ pub fn spawn_feeds(
             if relay {
                 let relay = Relay::new(commands.db().clone(), jetstream.clone(), RELAY_NAME)
                     .with_stream(stream.clone(), prefix.clone())
+                    .with_replicas(config.nats_replicas)
                     .with_commit_signal(commands.commit_signal());
                 tasks.spawn(relay.run(shutdown.clone()));
             }
             if workers {
                 for handler in handlers {
                     let worker = Worker::new(jetstream.clone(), commands.db().any.clone(), handler)
-                        .with_stream(stream.clone(), prefix.clone());
+                        .with_stream(stream.clone(), prefix.clone())
+                        .with_replicas(config.nats_replicas);
                     tasks.spawn(worker.run(shutdown.clone()));
                 }
             }
@@ -233,6 +235,10 @@ pub async fn serve(
             max_upload_bytes: config.max_upload_bytes,
             consistency_wait: Duration::from_secs(5),
             cursor_key: [secret.as_slice(), b"/cursors"].concat(),
+            photo_urls: api::photo_urls::PhotoUrls::new(
+                [secret.as_slice(), b"/photo-urls"].concat(),
+                3600,
+            ),
             lag_bound: projections::lag::LagBound {
                 events: config.lag_bound_events,
                 seconds: config.lag_bound_secs,

@@ -395,6 +395,77 @@ async fn cors_takes_a_wildcard_and_normalises_origins(stack: Stack) {
     assert!(stderr.contains("CRM_CORS_ORIGINS"), "{stderr}");
 }
 
+async fn photo_urls_work_without_a_token_for_their_photo_only(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let admin = app.signup("Images").await;
+    let other = app.signup("Elsewhere").await;
+    let upload = app
+        .upload_photo(&admin.token, common::png_bytes(), None)
+        .await;
+    upload.expect(201, "upload");
+    let url = upload.json["url"].as_str().unwrap().to_owned();
+    assert!(url.contains("signature="), "{url}");
+
+    // As an <img src> would fetch it: no Authorization header.
+    let image = app.send(app.req(Method::GET, &url, None)).await;
+    image.expect(200, "a signed photo URL without a token");
+    assert_eq!(image.bytes, common::png_bytes());
+    assert_eq!(
+        image.header("cross-origin-resource-policy").as_deref(),
+        Some("cross-origin")
+    );
+
+    // The customer's photo carries a working signed URL too.
+    let customer = app
+        .create_customer(
+            &admin.token,
+            json!({"name": "With", "surname": "Face", "photo_id": upload.json["id"]}),
+        )
+        .await;
+    let photo_url = customer["photo"]["url"].as_str().unwrap().to_owned();
+    app.send(app.req(Method::GET, &photo_url, None))
+        .await
+        .expect(200, "a customer's photo URL");
+
+    // Tampering: another photo, another company, a later expiry, no token.
+    let theirs = app
+        .upload_photo(&other.token, common::gif_bytes(), None)
+        .await;
+    let their_id = theirs.json["id"].as_str().unwrap();
+    let my_id = upload.json["id"].as_str().unwrap();
+    let query = url.split_once('?').unwrap().1.to_owned();
+    app.send(app.req(Method::GET, &format!("/v1/photos/{their_id}?{query}"), None))
+        .await
+        .problem(401, "my signature on their photo");
+    let their_company = format!("company={}", other.company_id);
+    let forged = query.replace(&format!("company={}", admin.company_id), &their_company);
+    app.send(app.req(Method::GET, &format!("/v1/photos/{my_id}?{forged}"), None))
+        .await
+        .problem(401, "my signature with their company");
+    let later = query.replace("expires=", "expires=9");
+    app.send(app.req(Method::GET, &format!("/v1/photos/{my_id}?{later}"), None))
+        .await
+        .problem(401, "a pushed-back expiry");
+    app.send(app.req(Method::GET, &format!("/v1/photos/{my_id}"), None))
+        .await
+        .problem(401, "no token and no signature");
+    app.send(app.req(Method::GET, &format!("/v1/photos/{my_id}?expires=1"), None))
+        .await
+        .problem(400, "half a signed URL");
+
+    // A magic number in front of anything is not an image.
+    let mut fake = b"\x89PNG\r\n\x1a\n".to_vec();
+    fake.extend_from_slice(b"<html><script>alert(1)</script></html>");
+    app.upload_photo(&admin.token, fake, None)
+        .await
+        .problem(415, "PNG magic bytes without a PNG header");
+}
+
+both_stacks!(
+    photo_urls_work_without_a_token_for_their_photo_only,
+    photo_urls_embedded,
+    photo_urls_full
+);
 both_stacks!(
     refresh_tokens_rotate_and_reuse_ends_the_login,
     refresh_tokens_embedded,

@@ -63,6 +63,14 @@ async fn openapi_document(stack: Stack) {
         .header("content-type")
         .is_some_and(|c| c.starts_with("application/json")));
     let spec = &response.json;
+    // The copy in the repository, for client generators and reviews.
+    let committed: serde_json::Value = serde_json::from_str(include_str!("../docs/openapi.json"))
+        .expect("docs/openapi.json is JSON");
+    assert!(
+        *spec == committed,
+        "docs/openapi.json differs from the served document: \
+         run `cargo run -- openapi > docs/openapi.json`"
+    );
     let version = spec["openapi"].as_str().expect("openapi version");
     assert!(
         version.starts_with("3.1."),

@@ -27,12 +27,17 @@ const MIB: usize = 1024 * 1024;
 /// (so any text mangling of the body shows) and a unique tail (so every photo
 /// has its own hash).
 fn png() -> Vec<u8> {
-    png_of_size(8 + 256 * 3 + 16)
+    png_of_size(33 + 256 * 3 + 16)
 }
 
-/// A PNG-signed body of exactly `size` bytes, unique per call.
+/// A body of exactly `size` bytes with a PNG signature and header (a 1×1
+/// image's IHDR chunk, which the server parses), unique per call.
 fn png_of_size(size: usize) -> Vec<u8> {
     let mut bytes = PNG_SIGNATURE.to_vec();
+    bytes.extend_from_slice(&[0, 0, 0, 13]);
+    bytes.extend_from_slice(b"IHDR");
+    bytes.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    bytes.extend_from_slice(&[0x90, 0x77, 0x53, 0xDE]);
     bytes.extend_from_slice(Uuid::new_v4().as_bytes());
     bytes.extend((0..=255u8).cycle().take(size.saturating_sub(bytes.len())));
     bytes.truncate(size);
@@ -451,7 +456,10 @@ async fn option_one_upload_then_attach(stack: Stack) {
     assert_eq!(status, 201, "upload: {photo}");
     let id = id_of(&photo);
     assert!(is_uuid(&id), "photo id is a UUID: {id}");
-    assert_eq!(photo["url"], format!("/v1/photos/{id}"));
+    // The server's own path, signed so that it works without a token.
+    assert!(photo["url"]
+        .as_str()
+        .is_some_and(|url| url.starts_with(&format!("/v1/photos/{id}?company="))));
     assert_eq!(photo["content_type"], "image/png");
     assert_eq!(photo["size"], bytes.len());
     assert_eq!(photo["sha256"], sha256_hex(&bytes));
@@ -476,8 +484,13 @@ async fn option_one_upload_then_attach(stack: Stack) {
         cache.contains("private") && !cache.contains("public"),
         "tenant data must not be cached by shared caches: {cache}"
     );
-    let (status, headers, _) = get_bytes(&app, &url, None, None).await;
-    assert_eq!(status, 401, "photo bytes need a token");
+    // The signed url works without a token; the bare route does not.
+    let (status, _, got) = get_bytes(&app, &url, None, None).await;
+    assert_eq!(status, 200, "the signed url without a token");
+    assert_eq!(got, bytes);
+    let bare = format!("/v1/photos/{id}");
+    let (status, headers, _) = get_bytes(&app, &bare, None, None).await;
+    assert_eq!(status, 401, "photo bytes need a token or a signed url");
     assert_eq!(header(&headers, "www-authenticate"), Some("Bearer"));
 
     let meta = metadata(&app, &tenant, &id, &upload_token).await;
@@ -807,11 +820,19 @@ async fn rejects_non_images_and_oversized(stack: Stack) {
         upload_as(&app, &tenant.token, png(), "x.jpg", "image/jpeg", None).await;
     assert_eq!(status, 201, "{photo}");
     assert_eq!(photo["content_type"], "image/png");
-    // And real JPEG/GIF/WebP magic bytes sent as application/octet-stream are accepted.
+    // And JPEG/GIF/WebP headers (1×1) sent as application/octet-stream are accepted.
     for (magic, mime) in [
-        (b"\xFF\xD8\xFF\xE0".to_vec(), "image/jpeg"),
-        (b"GIF89a".to_vec(), "image/gif"),
-        (b"RIFF\x10\x00\x00\x00WEBPVP8 ".to_vec(), "image/webp"),
+        (
+            b"\xFF\xD8\xFF\xC0\x00\x11\x08\x00\x01\x00\x01\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+                .to_vec(),
+            "image/jpeg",
+        ),
+        (b"GIF89a\x01\x00\x01\x00\x80\x00\x00".to_vec(), "image/gif"),
+        (
+            b"RIFF\x24\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+                .to_vec(),
+            "image/webp",
+        ),
     ] {
         let mut bytes = magic;
         bytes.extend_from_slice(Uuid::new_v4().as_bytes());

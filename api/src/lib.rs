@@ -20,6 +20,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod middleware;
+pub mod photo_urls;
 pub mod ratelimit;
 pub mod routes;
 pub mod secrets;

@@ -65,10 +65,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    headers.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
+    // A route may widen it (signed photo URLs are embedded cross-origin).
+    headers
+        .entry("cross-origin-resource-policy")
+        .or_insert(HeaderValue::from_static("same-origin"));
     if !docs {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,

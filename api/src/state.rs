@@ -22,6 +22,8 @@ pub struct Settings {
     pub consistency_wait: Duration,
     /// Signs list cursors.
     pub cursor_key: Vec<u8>,
+    /// Signs the photo URLs that work without a token.
+    pub photo_urls: crate::photo_urls::PhotoUrls,
     /// Past this lag of any view, writes answer `503`.
     pub lag_bound: projections::lag::LagBound,
     /// Which webhook URLs may be registered.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use projections::feed::relay::{connect_bus, Lease, RelayError};
+use projections::feed::relay::{connect_bus, ensure_stream_with, Lease, RelayError};
 use sqlx::Executor;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -163,6 +163,23 @@ async fn a_relay_resumes_after_the_last_event_on_the_stream() {
     .await;
     env.publish_all(&relay).await;
     assert_eq!(env.stream_count().await, total as u64 + 1);
+    env.cleanup().await;
+}
+
+/// A replica count the server cannot give (3 on a single server) leaves an
+/// existing stream as it is, and the relay still publishes to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_count_the_server_cannot_give_leaves_the_stream_usable() {
+    let env = Env::new().await;
+    let stream = ensure_stream_with(&env.js, &env.stream, &env.prefix, 3)
+        .await
+        .expect("the existing stream");
+    assert_eq!(stream.cached_info().config.num_replicas, 1);
+    let relay = env.relay().with_replicas(3);
+    write_history(&env.commands).await;
+    let total = env.all_events().await.len();
+    assert_eq!(env.publish_all(&relay).await, total);
+    assert_eq!(env.stream_count().await, total as u64);
     env.cleanup().await;
 }
 

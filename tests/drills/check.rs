@@ -33,6 +33,8 @@ pub struct Report {
     pub duplicated: usize,
     pub s503: u64,
     pub other_5xx: u64,
+    /// The longest time without an acknowledged write during the load.
+    pub stall: Duration,
     pub notes: Vec<String>,
     pub failures: Vec<String>,
 }
@@ -271,7 +273,8 @@ fn find_sha(v: &Value) -> Option<String> {
 /// The events the drill's JetStream stream holds (a message carries one or
 /// a run of them): how many, and how many distinct.
 async fn stream_events(nats_url: &str, stream: &str) -> Result<(u64, u64), String> {
-    let client = async_nats::connect(nats_url)
+    // A cluster's NATS_URL lists its servers, comma-separated.
+    let client = async_nats::connect(projections::feed::relay::server_urls(nats_url))
         .await
         .map_err(|e| format!("nats: {e}"))?;
     let js = async_nats::jetstream::new(client);
@@ -417,6 +420,13 @@ pub async fn verify(
         outcome.count(|a| matches!(a, Ack::Update { .. })),
         outcome.count(|a| matches!(a, Ack::Photo { .. })),
         outcome.count(|a| matches!(a, Ack::User { .. })),
+    ));
+    let (stall, stall_at) = outcome.longest_stall();
+    report.stall = stall;
+    report.note(format!(
+        "longest stall (no write acknowledged): {:.1} s from {:.1} s",
+        stall.as_secs_f64(),
+        stall_at.as_secs_f64()
     ));
     report.s503 = tally.s503;
     report.other_5xx = tally.other_5xx;

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Expect, Report};
 use crate::load::{Ack, Target};
-use crate::procs::{Services, Topology};
+use crate::procs::Topology;
+use crate::services::Services;
 use crate::{broken, Run, Settings};
 
 /// Inserts a `CustomerRegistered` for a new customer the way postgres-es
@@ -121,7 +122,7 @@ pub async fn gap(services: &mut Services, settings: &Settings) -> Report {
         Err(e) => run.report.fail(format!("holding the transaction: {e}")),
     }
     let outcome = load.await.expect("load task");
-    run.finish(services, outcome, &expect).await
+    run.finish(outcome, &expect).await
 }
 
 /// A poison event: an undecodable `CustomerRegistered` committed to the
@@ -195,7 +196,7 @@ pub async fn poison(services: &mut Services, settings: &Settings) -> Report {
             .report
             .fail(format!("rebuild with a poison event in the store: {e}")),
     }
-    run.finish(services, outcome, &expect).await
+    run.finish(outcome, &expect).await
 }
 
 /// `crm projections rebuild all` while the write load runs; the swapped
@@ -242,7 +243,7 @@ pub async fn rebuild(services: &mut Services, settings: &Settings) -> Report {
     run.report
         .note(format!("{rounds} rebuilds of every view during the load"));
     let outcome = load.await.expect("load task");
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }
 
 /// Clients with short timeouts that retry every write after a timeout:
@@ -270,5 +271,5 @@ pub async fn retries(services: &mut Services, settings: &Settings) -> Report {
         outcome.acks.len(),
         outcome.tally.timeouts,
     ));
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }

@@ -1,10 +1,11 @@
-//! Drills 1 and 6: crm processes killed -9 under load, and several relays
-//! and workers at once.
+//! Drills 1 and 6: crm processes killed -9 under load, and several APIs,
+//! relays and workers at once.
 use std::time::{Duration, Instant};
 
 use crate::check::Expect;
-use crate::procs::{Crm, Services, Topology};
-use crate::{broken, Run, Settings};
+use crate::procs::{Crm, Topology};
+use crate::services::Services;
+use crate::{broken, revocation, Run, Settings};
 
 #[derive(Clone, Copy)]
 enum Which {
@@ -76,7 +77,7 @@ async fn kill_one(
         settings.outage().as_secs_f64()
     ));
     let outcome = load.await.expect("load task");
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }
 
 pub async fn kill_api(services: &mut Services, settings: &Settings) -> crate::check::Report {
@@ -91,13 +92,15 @@ pub async fn kill_worker(services: &mut Services, settings: &Settings) -> crate:
     kill_one(services, settings, "1c", Which::Worker).await
 }
 
-/// Two relays (one holds the lease, the other waits) and two workers on the
-/// same durable consumers; halfway, the first relay (normally the lease
-/// holder) is killed -9 and not restarted.
+/// Two API processes (each client alternates between them), two relays (one
+/// holds the lease, the other waits) and two worker processes on the same
+/// durable consumers. Early on, sessions revoked through API process A must
+/// be refused by B at once; halfway, the relay that holds the lease is
+/// killed -9 and not restarted, and the other must take over.
 pub async fn two_of_each(services: &mut Services, settings: &Settings) -> crate::check::Report {
     let id = "6";
     let topology = Topology {
-        apis: 1,
+        apis: 2,
         relays: 2,
         workers: 2,
     };
@@ -106,12 +109,58 @@ pub async fn two_of_each(services: &mut Services, settings: &Settings) -> crate:
         Err(e) => return broken(id, e),
     };
     let load = run.load(settings.spec());
+    run.until(settings.at(0.2)).await;
+    let bases = run.stack.bases();
+    match revocation::check(&bases[0], &bases[1], &run.target).await {
+        Ok(notes) => run.report.note(notes),
+        Err(e) => run.report.fail(format!("session revocation: {e}")),
+    }
     run.until(settings.at(0.5)).await;
-    run.stack.relays[0].process.kill9();
-    run.report.note(format!(
-        "relay-1 killed -9 at {:.1} s and left dead; relay-2 took over",
-        run.secs()
-    ));
+    let holders: Vec<usize> = (0..run.stack.relays.len())
+        .filter(|i| lease_takes(&run.stack.relays[*i]) > 0)
+        .collect();
+    let [leader] = holders.as_slice() else {
+        run.report.fail(format!(
+            "{} relays say they hold the lease (expected one)",
+            holders.len()
+        ));
+        let outcome = load.await.expect("load task");
+        return run.finish(outcome, &Expect::default()).await;
+    };
+    let leader = *leader;
+    let other = 1 - leader;
+    let before = lease_takes(&run.stack.relays[other]);
+    run.stack.relays[leader].process.kill9();
+    let killed = Instant::now();
+    let killed_at = run.secs();
+    let mut took = None;
+    while killed.elapsed() < Duration::from_secs(15) {
+        if lease_takes(&run.stack.relays[other]) > before {
+            took = Some(killed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (dead, heir) = (
+        run.stack.relays[leader].process.name.clone(),
+        run.stack.relays[other].process.name.clone(),
+    );
+    match took {
+        Some(took) => run.report.note(format!(
+            "{dead} held the lease, killed -9 at {killed_at:.1} s and left dead; {heir} took the lease {:.1} s later",
+            took.as_secs_f64()
+        )),
+        None => run
+            .report
+            .fail(format!("{heir} did not take the lease within 15 s of {dead}'s death")),
+    }
     let outcome = load.await.expect("load task");
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
+}
+
+/// How many times this relay took the lease, by its log.
+fn lease_takes(relay: &Crm) -> usize {
+    std::fs::read_to_string(relay.process.log())
+        .map(|log| log.matches("holding the relay lease").count())
+        .unwrap_or(0)
 }

@@ -3,7 +3,8 @@ use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 use crate::check::{Expect, Report};
-use crate::procs::{Services, Topology};
+use crate::procs::Topology;
+use crate::services::Services;
 use crate::{broken, Run, Settings};
 
 /// NATS killed -9 at 30 % of the load; the same server (same store
@@ -33,7 +34,7 @@ pub async fn nats(services: &mut Services, settings: &Settings) -> Report {
         Err(e) => run.report.fail(format!("NATS did not come back: {e}")),
     }
     let outcome = load.await.expect("load task");
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }
 
 /// Postgres stopped with `-m immediate` (no checkpoint, crash recovery at
@@ -59,7 +60,7 @@ pub async fn postgres(services: &mut Services, settings: &Settings) -> Report {
         Err(e) => run.report.fail(format!("Postgres did not come back: {e}")),
     }
     let outcome = load.await.expect("load task");
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }
 
 /// The S3 server stopped (killed) during a photo-heavy load, started again
@@ -90,7 +91,7 @@ pub async fn s3(services: &mut Services, settings: &Settings) -> Report {
     let photos = outcome.count(|a| matches!(a, crate::load::Ack::Photo { .. }));
     run.report
         .note(format!("{photos} photo uploads acknowledged"));
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }
 
 /// A session left idle in a transaction that holds a row lock on the
@@ -165,7 +166,7 @@ pub async fn idle_in_transaction(services: &mut Services, settings: &Settings) -
             run.report
                 .fail(format!("could not open the idle transaction: {e}"));
             let outcome = load.await.expect("load task");
-            return run.finish(services, outcome, &Expect::default()).await;
+            return run.finish(outcome, &Expect::default()).await;
         }
     };
     let locked_at = Instant::now();
@@ -223,5 +224,5 @@ pub async fn idle_in_transaction(services: &mut Services, settings: &Settings) -
         run.report
             .fail("no writer timed out on the lock (expected 503s)");
     }
-    run.finish(services, outcome, &Expect::default()).await
+    run.finish(outcome, &Expect::default()).await
 }

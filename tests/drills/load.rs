@@ -162,9 +162,30 @@ impl Tally {
 pub struct Outcome {
     pub acks: Vec<Ack>,
     pub tally: Tally,
+    /// When each write was acknowledged, in order.
+    pub acked_at: Vec<Instant>,
+    /// The load's window (retries of its last writes may end later).
+    pub started: Instant,
+    pub stopped: Instant,
 }
 
 impl Outcome {
+    /// The longest time within the load during which no write at all was
+    /// acknowledged, and when it began (seconds into the load).
+    pub fn longest_stall(&self) -> (Duration, Duration) {
+        let mut previous = self.started;
+        let mut longest = (Duration::ZERO, Duration::ZERO);
+        let within = self.acked_at.iter().copied().filter(|t| *t <= self.stopped);
+        for at in within.chain(std::iter::once(self.stopped)) {
+            let gap = at.saturating_duration_since(previous);
+            if gap > longest.0 {
+                longest = (gap, previous.saturating_duration_since(self.started));
+            }
+            previous = previous.max(at);
+        }
+        longest
+    }
+
     pub fn count(&self, f: impl Fn(&Ack) -> bool) -> usize {
         self.acks.iter().filter(|a| f(a)).count()
     }
@@ -222,14 +243,26 @@ struct Client {
     /// This client's customers and the version it last saw.
     customers: Vec<(String, i64)>,
     seq: u64,
+    /// Operations begun (alternates the API process).
+    ops: usize,
+    /// When each write was acknowledged (for the longest stall).
+    acked_at: Vec<Instant>,
     stop_at: Instant,
     give_up_at: Instant,
 }
 
 impl Client {
+    /// The API process of this attempt: with several, a client alternates
+    /// between them from one operation to the next, and a retry goes to
+    /// the next one.
     fn base(&self, attempt: usize) -> &str {
         let bases = &self.target.bases;
-        &bases[(self.n + attempt) % bases.len()]
+        &bases[(self.n + self.ops + attempt) % bases.len()]
+    }
+
+    fn acked(&mut self, ack: Ack) {
+        self.acks.push(ack);
+        self.acked_at.push(Instant::now());
     }
 
     fn timeout(&mut self, attempt: usize) -> Duration {
@@ -352,7 +385,7 @@ impl Client {
                             .sample(format!("create {key}: 201 without id/ETag/token: {body}"));
                     }
                     self.customers.push((id.clone(), version));
-                    self.acks.push(Ack::Create {
+                    self.acked(Ack::Create {
                         key,
                         id,
                         version,
@@ -402,7 +435,7 @@ impl Client {
                 } => {
                     let version = etag_version(&headers).unwrap_or(0);
                     self.customers[index].1 = version;
-                    self.acks.push(Ack::Update {
+                    self.acked(Ack::Update {
                         id,
                         marker,
                         version,
@@ -415,7 +448,7 @@ impl Client {
                     // Our timed-out attempt went through: we are this
                     // customer's only writer.
                     self.customers[index].1 = known + 1;
-                    self.acks.push(Ack::Update {
+                    self.acked(Ack::Update {
                         id,
                         marker,
                         version: known + 1,
@@ -493,7 +526,7 @@ impl Client {
                         self.tally
                             .sample(format!("upload {key}: sha256 mismatch in {body}"));
                     }
-                    self.acks.push(Ack::Photo {
+                    self.acked(Ack::Photo {
                         key,
                         id: body["id"].as_str().unwrap_or_default().to_owned(),
                         sha256,
@@ -540,7 +573,7 @@ impl Client {
                     headers,
                     body,
                 } => {
-                    self.acks.push(Ack::User {
+                    self.acked(Ack::User {
                         key,
                         id: body["id"].as_str().unwrap_or_default().to_owned(),
                         email,
@@ -562,7 +595,7 @@ impl Client {
         }
     }
 
-    async fn run(mut self) -> (Vec<Ack>, Tally) {
+    async fn run(mut self) -> (Vec<Ack>, Vec<Instant>, Tally) {
         while Instant::now() < self.stop_at {
             let spec = self.spec.clone();
             let roll: f64 = self.rng.random();
@@ -577,11 +610,12 @@ impl Client {
             } else {
                 self.upload().await;
             }
+            self.ops += 1;
             if !self.spec.pace.is_zero() {
                 tokio::time::sleep(self.spec.pace).await;
             }
         }
-        (self.acks, self.tally)
+        (self.acks, self.acked_at, self.tally)
     }
 }
 
@@ -606,6 +640,8 @@ pub async fn run(spec: Spec, target: Target) -> Outcome {
             acks: vec![],
             customers: vec![],
             seq: 0,
+            ops: 0,
+            acked_at: vec![],
             stop_at,
             give_up_at,
         };
@@ -614,12 +650,17 @@ pub async fn run(spec: Spec, target: Target) -> Outcome {
     let mut outcome = Outcome {
         acks: vec![],
         tally: Tally::default(),
+        acked_at: vec![],
+        started: stop_at - spec.duration,
+        stopped: stop_at,
     };
     for finished in futures::future::join_all(clients).await {
-        let (acks, tally) = finished.expect("a load client panicked");
+        let (acks, acked_at, tally) = finished.expect("a load client panicked");
         outcome.acks.extend(acks);
+        outcome.acked_at.extend(acked_at);
         outcome.tally.merge(tally);
     }
+    outcome.acked_at.sort();
     outcome
 }
 

@@ -1,7 +1,8 @@
 //! Fault drills: the real `crm` processes (`serve --no-workers`, `relay`,
 //! `project`) over private Postgres, NATS and S3 servers, a steady write
 //! load over HTTP, one fault per drill, then every acknowledged write checked
-//! against the event store and the read models.
+//! against the event store and the read models. Drill 11 runs its own
+//! 3-node NATS cluster (`cluster.rs`) instead of the single server.
 //!
 //! Run with `tests/drills/run.sh [--short]` (see RELIABILITY.md). Settings:
 //! - `--short`: each fault once with a few seconds of load (CI);
@@ -18,15 +19,20 @@
 //! Exit status 1 if any drill lost or duplicated an acknowledged write, saw
 //! a 5xx other than 503, or failed one of its own checks.
 mod check;
+mod cluster;
+mod drills_cluster;
 mod drills_feed;
 mod drills_processes;
 mod drills_services;
 mod load;
 mod procs;
+mod revocation;
+mod services;
 
 use check::{Expect, Report};
 use load::{Outcome, Spec, Target};
-use procs::{Services, Stack, Topology};
+use procs::{Stack, Topology};
+use services::Services;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -39,11 +45,15 @@ pub const DRILLS: &[(&str, &str)] = &[
     ("3", "Postgres restarted (immediate stop)"),
     ("4", "S3 server stopped during uploads"),
     ("5", "transaction held open mid-insert (gap)"),
-    ("6", "two relays and two workers"),
+    ("6", "two APIs, relays and workers; session revocation"),
     ("7", "poison event"),
     ("8", "rebuild of every view under load"),
     ("9", "client retries every write after a timeout"),
     ("10", "session idle in transaction"),
+    (
+        "11",
+        "3-node NATS cluster: a node, then the stream leader, killed -9",
+    ),
 ];
 
 #[derive(Clone, Debug)]
@@ -92,7 +102,17 @@ pub struct Run {
 
 impl Run {
     pub async fn start(services: &Services, id: &str, topology: Topology) -> Result<Run, String> {
-        let stack = Stack::start(services, id, topology).await?;
+        Self::start_with(services, id, topology, &[]).await
+    }
+
+    /// [`Run::start`] with some variables of the crm processes replaced.
+    pub async fn start_with(
+        services: &Services,
+        id: &str,
+        topology: Topology,
+        overrides: &[(&str, String)],
+    ) -> Result<Run, String> {
+        let stack = Stack::start_with(services, id, topology, overrides).await?;
         let mut target = load::signup(&stack.bases()[0]).await?;
         target.bases = stack.bases();
         Ok(Run {
@@ -122,18 +142,13 @@ impl Run {
     }
 
     /// Checks everything, stops the processes, and hands the report back.
-    pub async fn finish(
-        mut self,
-        services: &Services,
-        outcome: Outcome,
-        expect: &Expect,
-    ) -> Report {
+    pub async fn finish(mut self, outcome: Outcome, expect: &Expect) -> Report {
         if let Some(detail) = &outcome.tally.first_503 {
             self.report.note(format!("503 said: {detail:?}"));
         }
         if let Err(e) = check::verify(
             &self.stack,
-            &services.nats.url(),
+            &self.stack.nats_url,
             &self.target,
             &outcome,
             expect,
@@ -199,7 +214,7 @@ fn cell(text: &str) -> String {
 /// The markdown table of the run.
 pub fn table(settings: &Settings, reports: &[Report]) -> String {
     let mut out = format!(
-        "{} s of load per drill, {} clients\n\n| drill | acknowledged | lost | duplicated | 503 | other 5xx | notes |\n|---|---:|---:|---:|---:|---:|---|\n",
+        "{} s of load per drill, {} clients\n\n| drill | acknowledged | lost | duplicated | 503 | other 5xx | longest stall | notes |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
         settings.seconds, settings.clients
     );
     for report in reports {
@@ -214,7 +229,7 @@ pub fn table(settings: &Settings, reports: &[Report]) -> String {
             .collect();
         notes.extend(report.notes.iter().cloned());
         out.push_str(&format!(
-            "| {} {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} {} | {} | {} | {} | {} | {} | {:.1} s | {} |\n",
             report.drill,
             what,
             report.acknowledged,
@@ -222,6 +237,7 @@ pub fn table(settings: &Settings, reports: &[Report]) -> String {
             report.duplicated,
             report.s503,
             report.other_5xx,
+            report.stall.as_secs_f64(),
             cell(&notes.join("; "))
         ));
     }
@@ -242,6 +258,7 @@ async fn run_drill(id: &str, services: &mut Services, settings: &Settings) -> Re
         "8" => drills_feed::rebuild(services, settings).await,
         "9" => drills_feed::retries(services, settings).await,
         "10" => drills_services::idle_in_transaction(services, settings).await,
+        "11" => drills_cluster::cluster(services, settings).await,
         other => broken(other, "no such drill".into()),
     }
 }

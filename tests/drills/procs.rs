@@ -1,10 +1,7 @@
-//! The processes a drill runs and breaks.
-//!
-//! [`Services`]: a private Postgres cluster, NATS server (JetStream) and S3
-//! server (s3s-fs), started once per run on free loopback ports under a
-//! temporary directory, so that killing them disturbs nothing else on the
-//! machine. [`Stack`]: the `crm` processes of one drill (API, relays,
-//! workers) over a database, stream and bucket of their own.
+//! The processes a drill runs and breaks: [`Process`] (any background
+//! process we may kill -9 and start again) and [`Stack`], the `crm`
+//! processes of one drill (API, relays, workers) over a database, stream and
+//! bucket of their own on the private servers of `services.rs`.
 use std::fs::{self, File, OpenOptions};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
@@ -13,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub type Result<T> = std::result::Result<T, String>;
+
+use crate::services::Services;
 
 pub const S3_ACCESS_KEY: &str = "crmtest";
 pub const S3_SECRET_KEY: &str = "crmtest-secret-key";
@@ -53,7 +52,7 @@ fn append(path: &Path) -> Result<File> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn run(command: &mut Command, what: &str) -> Result<String> {
+pub(crate) fn run(command: &mut Command, what: &str) -> Result<String> {
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -70,14 +69,14 @@ fn run(command: &mut Command, what: &str) -> Result<String> {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
 
 /// `name` on PATH, or the first of `fallbacks` that exists.
-fn find_program(name: &str, fallbacks: &[PathBuf]) -> Result<PathBuf> {
+pub(crate) fn find_program(name: &str, fallbacks: &[PathBuf]) -> Result<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -207,329 +206,6 @@ impl Drop for Process {
 }
 
 // ---------------------------------------------------------------------------
-// Postgres
-// ---------------------------------------------------------------------------
-
-/// A private cluster made with initdb; trust auth for `postgres` on loopback.
-pub struct Postgres {
-    bin: PathBuf,
-    pub port: u16,
-    data: PathBuf,
-    sockets: PathBuf,
-    log: PathBuf,
-    /// initdb and postgres refuse to run as root: run them as `postgres`.
-    as_postgres: bool,
-}
-
-fn postgres_bin_dir() -> Result<PathBuf> {
-    if let Ok(dir) = std::env::var("DRILL_PG_BIN") {
-        return Ok(PathBuf::from(dir));
-    }
-    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .map_err(|e| format!("/usr/lib/postgresql: {e} (apt-get install postgresql)"))?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| {
-            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| "no /usr/lib/postgresql/<version>/bin/initdb".to_owned())
-}
-
-impl Postgres {
-    fn command(&self, program: &str) -> Command {
-        let exe = self.bin.join(program);
-        if self.as_postgres {
-            let mut command = Command::new("setpriv");
-            command
-                .args([
-                    "--reuid=postgres",
-                    "--regid=postgres",
-                    "--init-groups",
-                    "--",
-                ])
-                .arg(exe);
-            command
-        } else {
-            Command::new(exe)
-        }
-    }
-
-    pub fn init(root: &Path) -> Result<Self> {
-        let dir = root.join("postgres");
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let pg = Self {
-            bin: postgres_bin_dir()?,
-            port: free_port(),
-            data: dir.join("data"),
-            sockets: dir.clone(),
-            log: dir.join("postgres.log"),
-            as_postgres: is_root(),
-        };
-        if pg.as_postgres {
-            run(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(&dir),
-                "chown the Postgres directory",
-            )?;
-        }
-        run(
-            pg.command("initdb")
-                .arg("-D")
-                .arg(&pg.data)
-                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"])
-                .arg("--no-sync"),
-            "initdb",
-        )?;
-        Ok(pg)
-    }
-
-    pub fn start(&self) -> Result<()> {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=400 \
-             -c shared_buffers=64MB -c fsync=on -c synchronous_commit=on",
-            self.port,
-            self.sockets.display()
-        );
-        run(
-            self.command("pg_ctl")
-                .args(["start", "-w", "-t", "60", "-D"])
-                .arg(&self.data)
-                .arg("-l")
-                .arg(&self.log)
-                .arg("-o")
-                .arg(options),
-            "pg_ctl start",
-        )
-        .map(drop)
-    }
-
-    /// `immediate` is a crash as far as the data is concerned (recovery at
-    /// the next start); `fast` is a clean shutdown.
-    pub fn stop(&self, mode: &str) -> Result<()> {
-        run(
-            self.command("pg_ctl")
-                .args(["stop", "-w", "-t", "60", "-m", mode, "-D"])
-                .arg(&self.data),
-            "pg_ctl stop",
-        )
-        .map(drop)
-    }
-
-    pub fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self.stop("immediate");
-    }
-}
-
-// ---------------------------------------------------------------------------
-// NATS
-// ---------------------------------------------------------------------------
-
-pub struct Nats {
-    pub process: Process,
-    pub port: u16,
-    /// Whether this nats-server knows `sync_interval` (2.10+) and runs with
-    /// `sync_interval: always`, as production does.
-    pub sync_always: bool,
-    pub version: String,
-}
-
-impl Nats {
-    /// The binary is `DRILL_NATS_BIN` (run.sh sets it to the pinned current
-    /// nats-server of scripts/nats-server.sh), else `nats-server` on PATH or
-    /// Debian's. One older than 2.10 cannot take `sync_interval: always`, so
-    /// it is refused unless `CRM_ALLOW_OLD_NATS=1`, and then runs without it.
-    pub fn new(root: &Path) -> Result<Self> {
-        let bin = match std::env::var_os("DRILL_NATS_BIN").filter(|b| !b.is_empty()) {
-            Some(bin) => {
-                let bin = PathBuf::from(bin);
-                if !bin.is_file() {
-                    return Err(format!("DRILL_NATS_BIN={}: no such file", bin.display()));
-                }
-                bin
-            }
-            None => find_program("nats-server", &[PathBuf::from("/usr/sbin/nats-server")])?,
-        };
-        let version = run(Command::new(&bin).arg("--version"), "nats-server --version")?
-            .trim()
-            .trim_start_matches("nats-server:")
-            .trim()
-            .trim_start_matches('v')
-            .to_owned();
-        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-        let sync_always = (major, minor) >= (2, 10);
-        if !sync_always {
-            if std::env::var("CRM_ALLOW_OLD_NATS").is_ok_and(|v| v == "1") {
-                eprintln!(
-                    "drills: WARNING: {} is nats-server {version}, which predates \
-                     sync_interval: JetStream runs WITHOUT `sync_interval: always` \
-                     (acks are not fsynced; not how production runs)",
-                    bin.display()
-                );
-            } else {
-                return Err(format!(
-                    "{} is nats-server {version}, too old for `sync_interval: always` \
-                     (2.10+); run the drills with tests/drills/run.sh, which installs the \
-                     pinned one, or set DRILL_NATS_BIN=$(scripts/nats-server.sh path); \
-                     CRM_ALLOW_OLD_NATS=1 runs them on it without that setting",
-                    bin.display()
-                ));
-            }
-        }
-        let dir = root.join("nats");
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let port = free_port();
-        let sync = if sync_always {
-            "  sync_interval: always\n"
-        } else {
-            ""
-        };
-        let conf = dir.join("nats.conf");
-        fs::write(
-            &conf,
-            format!(
-                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n{sync}}}\n",
-                dir.join("store").display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let process = Process::new(
-            "nats",
-            bin,
-            vec!["-c".into(), conf.display().to_string()],
-            dir.join("nats.log"),
-        );
-        Ok(Self {
-            process,
-            port,
-            sync_always,
-            version,
-        })
-    }
-
-    pub async fn start(&mut self) -> Result<()> {
-        self.process.start()?;
-        let port = self.port;
-        wait_until("nats-server", Duration::from_secs(30), || port_open(port)).await
-    }
-
-    pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// S3 (s3s-fs)
-// ---------------------------------------------------------------------------
-
-pub struct S3 {
-    pub process: Process,
-    pub port: u16,
-}
-
-impl S3 {
-    pub fn new(root: &Path) -> Result<Self> {
-        // Where `cargo install` put it, if not on PATH.
-        let cargo_home = std::env::var("CARGO_HOME")
-            .map(PathBuf::from)
-            .or_else(|_| std::env::var("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-        let installed: Vec<PathBuf> = cargo_home
-            .map(|h| h.join("bin/s3s-fs"))
-            .into_iter()
-            .collect();
-        let bin = find_program("s3s-fs", &installed)?;
-        let dir = root.join("s3");
-        let data = dir.join("data");
-        fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-        let port = free_port();
-        let process = Process::new(
-            "s3",
-            bin,
-            [
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--access-key",
-                S3_ACCESS_KEY,
-                "--secret-key",
-                S3_SECRET_KEY,
-                &data.display().to_string(),
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            dir.join("s3.log"),
-        );
-        Ok(Self { process, port })
-    }
-
-    pub async fn start(&mut self) -> Result<()> {
-        self.process.start()?;
-        let port = self.port;
-        wait_until("s3s-fs", Duration::from_secs(30), || port_open(port)).await
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-/// The private servers of one drill run.
-pub struct Services {
-    pub root: PathBuf,
-    pub pg: Postgres,
-    pub nats: Nats,
-    pub s3: S3,
-}
-
-impl Services {
-    pub async fn start(root: PathBuf) -> Result<Self> {
-        fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-        // Postgres (as its own user when we are root) must be able to reach
-        // its directory under ours.
-        let _ = run(
-            Command::new("chmod").arg("755").arg(&root),
-            "chmod the drill directory",
-        );
-        // NATS first: it refuses a server too old for `sync_interval: always`
-        // before anything else is set up.
-        let mut nats = Nats::new(&root)?;
-        let pg = Postgres::init(&root)?;
-        pg.start()?;
-        nats.start().await?;
-        let mut s3 = S3::new(&root)?;
-        s3.start().await?;
-        Ok(Self { root, pg, nats, s3 })
-    }
-
-    /// Creates an empty database.
-    pub async fn create_database(&self, name: &str) -> Result<String> {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.pg.url("postgres"))
-            .await
-            .map_err(|e| format!("connect to the private Postgres: {e}"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| format!("create database {name}: {e}"))?;
-        Ok(self.pg.url(name))
-    }
-}
-
-// ---------------------------------------------------------------------------
 // crm processes
 // ---------------------------------------------------------------------------
 
@@ -622,6 +298,8 @@ pub struct Stack {
     pub name: String,
     pub dir: PathBuf,
     pub db_url: String,
+    /// The `NATS_URL` of its processes (one server, or a cluster's list).
+    pub nats_url: String,
     pub stream: String,
     pub env: Vec<(String, String)>,
     pub apis: Vec<Crm>,
@@ -631,6 +309,17 @@ pub struct Stack {
 
 impl Stack {
     pub async fn start(services: &Services, name: &str, topology: Topology) -> Result<Self> {
+        Self::start_with(services, name, topology, &[]).await
+    }
+
+    /// [`Stack::start`] with some variables of the crm processes replaced
+    /// (e.g. `NATS_URL` of a cluster) or added.
+    pub async fn start_with(
+        services: &Services,
+        name: &str,
+        topology: Topology,
+        overrides: &[(&str, String)],
+    ) -> Result<Self> {
         let unique = uuid::Uuid::new_v4().simple().to_string();
         let slug: String = name
             .chars()
@@ -663,10 +352,21 @@ impl Stack {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        let mut env = env;
+        for (key, value) in overrides {
+            env.retain(|(k, _)| k != key);
+            env.push(((*key).to_owned(), value.clone()));
+        }
+        let nats_url = env
+            .iter()
+            .find(|(k, _)| k == "NATS_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let mut stack = Self {
             name: name.to_owned(),
             dir,
             db_url,
+            nats_url,
             stream,
             env,
             apis: vec![],
@@ -710,6 +410,14 @@ impl Stack {
             base = Some(format!("http://127.0.0.1:{port}"));
         } else {
             env.push(("CRM_DB_POOL_SIZE".into(), "8".into()));
+        }
+        if role == Role::Relay {
+            // "holding the relay lease" tells which relay leads.
+            for (key, value) in env.iter_mut() {
+                if key == "RUST_LOG" {
+                    value.push_str(",projections::feed::relay=info");
+                }
+            }
         }
         let name = format!("{label}-{n}");
         let process = Process::new(

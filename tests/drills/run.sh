@@ -7,6 +7,7 @@
 #
 #   tests/drills/run.sh                 # all drills, 20 s of load each
 #   tests/drills/run.sh --short         # CI: each fault once, 4 s of load
+#                                       # (12 s for drill 11, two NATS faults)
 #   tests/drills/run.sh 3 7             # only drills 3 and 7
 #   tests/drills/run.sh --seconds 60 --clients 8
 #

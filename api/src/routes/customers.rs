@@ -21,6 +21,7 @@ use super::{found, no_content, timestamp, PageParams, Reply};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, Query, WaitFor};
+use crate::photo_urls::PhotoUrls;
 use crate::state::AppState;
 use crate::validate::Fields;
 
@@ -58,11 +59,12 @@ pub struct CustomerDto {
     pub version: i64,
 }
 
-impl From<CustomerRow> for CustomerDto {
-    fn from(row: CustomerRow) -> Self {
+impl CustomerDto {
+    /// The customer of `row`; its photo's `url` is signed, usable without a token.
+    pub fn new(row: CustomerRow, urls: &PhotoUrls) -> Self {
         let photo = match (row.photo_id, row.photo_content_type, row.photo_size) {
             (Some(id), Some(content_type), Some(size)) => Some(PhotoRef {
-                url: format!("/v1/photos/{id}"),
+                url: urls.url(&row.company_id, &id),
                 id,
                 content_type,
                 size,
@@ -239,7 +241,7 @@ async fn reply_with(
 ) -> ApiResult<Reply<CustomerDto>> {
     let location = format!("/v1/customers/{}", row.id);
     let row = with_photo_details(state, caller, row).await?;
-    Ok(Reply::ok(CustomerDto::from(row))
+    Ok(Reply::ok(CustomerDto::new(row, &state.settings.photo_urls))
         .status(status)
         .version(version as i64)
         .token(token)
@@ -391,7 +393,10 @@ pub async fn list_customers(
     let (rows, next) =
         projections::read::customers::list(state.pool(), caller.company_id, &query).await?;
     Ok(Reply::ok(CustomerPage {
-        items: rows.into_iter().map(CustomerDto::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|row| CustomerDto::new(row, &state.settings.photo_urls))
+            .collect(),
         next_cursor: next.map(|k| crate::cursor::encode(&state.settings.cursor_key, &scope, &k)),
     })
     .stale(stale))
@@ -503,7 +508,7 @@ pub async fn get_customer(
         projections::read::customers::get(state.pool(), caller.company_id, CustomerId(id)).await?,
     )?;
     let version = row.last_seq;
-    Ok(Reply::ok(CustomerDto::from(row))
+    Ok(Reply::ok(CustomerDto::new(row, &state.settings.photo_urls))
         .version(version)
         .stale(stale))
 }

@@ -15,7 +15,7 @@ use commands::{CommandError, Expect};
 use domain::customer::Customer;
 use domain::photo::{Photo, PhotoCommand, PhotoError, StoredImage};
 use domain::values::{ImageType, ObjectKey, Sha256Hex};
-use domain::{CustomerId, PhotoId};
+use domain::{CompanyId, CustomerId, PhotoId};
 use projections::consistency::{ConsistencyToken, Requirement};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -25,13 +25,14 @@ use uuid::Uuid;
 use super::{found, timestamp, Reply};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{IdempotencyKey, Path};
+use crate::extract::{IdempotencyKey, Path, Query};
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct PhotoDto {
     #[schema(format = Uuid)]
     id: String,
+    /// Signed: works without a token (e.g. in `<img src>`) for an hour or more.
     url: String,
     #[schema(schema_with = image_type)]
     content_type: String,
@@ -46,6 +47,7 @@ pub struct PhotoDto {
 pub struct PhotoMetadata {
     #[schema(format = Uuid)]
     id: String,
+    /// Signed: works without a token (e.g. in `<img src>`) for an hour or more.
     url: String,
     #[schema(schema_with = image_type)]
     content_type: String,
@@ -135,12 +137,7 @@ async fn read_file(
         hasher.update(&chunk);
         bytes.extend_from_slice(&chunk);
     }
-    let image = ImageType::sniff(&bytes).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the file is not a JPEG, PNG, WebP or GIF image",
-        )
-    })?;
+    let image = judge_image(&bytes)?;
     Ok(Upload {
         bytes: bytes.freeze(),
         image,
@@ -259,7 +256,10 @@ pub async fn upload_photo(
     }
     Ok(Reply::ok(PhotoDto {
         id: photo_id.to_string(),
-        url: format!("/v1/photos/{photo_id}"),
+        url: state
+            .settings
+            .photo_urls
+            .url(&caller.company_id.to_string(), &photo_id.to_string()),
         content_type: upload.image.mime().to_owned(),
         size,
         sha256: upload.sha256,
@@ -270,24 +270,89 @@ pub async fn upload_photo(
     .location(format!("/v1/photos/{photo_id}")))
 }
 
-/// The photo's bytes, with its stored content type.
-#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+/// The widest and tallest image accepted, in pixels.
+const MAX_DIMENSION: usize = 16_384;
+
+/// The file's type, from its magic bytes, once its header also parses as an
+/// image of that type with sane dimensions: a magic number alone (a few
+/// bytes in front of anything) is not an image.
+fn judge_image(bytes: &[u8]) -> ApiResult<ImageType> {
+    let refuse = |why: &str| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why.to_owned());
+    let image = ImageType::sniff(bytes)
+        .ok_or_else(|| refuse("the file is not a JPEG, PNG, WebP or GIF image"))?;
+    let header_type = imagesize::image_type(bytes).ok();
+    let same_type = matches!(
+        (image, header_type),
+        (ImageType::Jpeg, Some(imagesize::ImageType::Jpeg))
+            | (ImageType::Png, Some(imagesize::ImageType::Png))
+            | (ImageType::Gif, Some(imagesize::ImageType::Gif))
+            | (ImageType::Webp, Some(imagesize::ImageType::Webp))
+    );
+    let size = imagesize::blob_size(bytes).ok().filter(|size| {
+        (1..=MAX_DIMENSION).contains(&size.width) && (1..=MAX_DIMENSION).contains(&size.height)
+    });
+    match (same_type, size) {
+        (true, Some(_)) => Ok(image),
+        _ => Err(refuse(&format!(
+            "the file starts like a {} image but its header does not parse as one \
+             (with a size of 1 to {MAX_DIMENSION} pixels each way)",
+            image.mime()
+        ))),
+    }
+}
+
+/// A signed photo URL's query (all three or none).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SignedPhoto {
+    /// With `expires` and `signature`, from a photo `url` this API issued.
+    company: Option<Uuid>,
+    /// Unix time after which the URL no longer works.
+    expires: Option<i64>,
+    signature: Option<String>,
+}
+
+/// The photo's bytes, with its stored content type. Reached with a token,
+/// or without one through the signed `url` that customers and photos carry.
+#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = []), ()), params(("id" = Uuid, Path), SignedPhoto, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
     responses((status = 200, description = "The image bytes, with the type they were judged to be",
             content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif")),
             headers(("ETag" = String, description = "The quoted sha256 of the bytes"),
                 ("Cache-Control" = String, description = "`private, max-age=86400, immutable`"),
                 ("X-Content-Type-Options" = String, description = "`nosniff`"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 401, body = Problem, description = "No token and no valid signed URL (or an expired one)"),
         (status = 404, body = Problem, description = "No such photo in the caller's company")))]
 pub async fn get_photo(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
+    Query(signed): Query<SignedPhoto>,
     crate::extract::WaitFor(wait): crate::extract::WaitFor,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
+    let (company, cross_origin) = match (signed.company, signed.expires, signed.signature) {
+        (Some(company), Some(expires), Some(signature)) => {
+            let company = CompanyId(company);
+            if !state
+                .settings
+                .photo_urls
+                .verify(company, PhotoId(id), expires, &signature)
+            {
+                return Err(ApiError::unauthorized(
+                    "the photo URL is invalid or has expired",
+                ));
+            }
+            (company, true)
+        }
+        (None, None, None) => (caller?.company_id, false),
+        _ => {
+            return Err(ApiError::bad_request(
+                "a signed photo URL needs company, expires and signature",
+            ))
+        }
+    };
     // The upload's token: the photo is readable as soon as the upload answered.
-    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
-    let row =
-        found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
+    let stale = state.await_token(company, wait.as_ref()).await;
+    let row = found(projections::read::photos::get(state.pool(), company, PhotoId(id)).await?)?;
     let bytes = found(state.objects.get(&row.object_key).await?)?;
     let mut response = Body::from(bytes).into_response();
     let headers = response.headers_mut();
@@ -306,6 +371,13 @@ pub async fn get_photo(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    if cross_origin {
+        // A signed URL is made to be embedded by the frontend's own origin.
+        headers.insert(
+            "cross-origin-resource-policy",
+            HeaderValue::from_static("cross-origin"),
+        );
+    }
     if stale {
         headers.insert(super::STALE_HEADER, HeaderValue::from_static("true"));
     }
@@ -327,7 +399,7 @@ pub async fn photo_metadata(
         found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
     let version = row.last_seq;
     Ok(Reply::ok(PhotoMetadata {
-        url: format!("/v1/photos/{}", row.id),
+        url: state.settings.photo_urls.url(&row.company_id, &row.id),
         id: row.id,
         content_type: row.content_type,
         size: row.size,

@@ -66,36 +66,82 @@ pub enum RelayError {
     BadCheckpoint(String),
 }
 
-/// Creates the events stream if it is missing (an existing one is left as is).
+/// Replicas of the stream and of the durable consumers when the operator
+/// sets none: a single NATS server.
+pub const DEFAULT_REPLICAS: usize = 1;
+
+/// Creates the events stream if it is missing, with one replica.
 pub async fn ensure_stream(js: &Context) -> Result<stream::Stream, CreateStreamError> {
-    ensure_stream_with(js, STREAM, SUBJECT_PREFIX).await
+    ensure_stream_with(js, STREAM, SUBJECT_PREFIX, DEFAULT_REPLICAS).await
 }
 
 /// [`ensure_stream`] for another stream name and subject prefix (tests keep
-/// one stream each).
+/// one stream each), kept on `replicas` servers of a NATS cluster. An
+/// existing stream with another replica count is changed to `replicas`
+/// (JetStream moves the data); if the cluster refuses (e.g. 3 replicas on a
+/// single server), the stream is used as it is and the mismatch logged.
 pub async fn ensure_stream_with(
     js: &Context,
     name: &str,
     subject_prefix: &str,
+    replicas: usize,
 ) -> Result<stream::Stream, CreateStreamError> {
-    js.get_or_create_stream(stream::Config {
-        name: name.to_owned(),
-        subjects: vec![format!("{subject_prefix}.>")],
-        storage: stream::StorageType::File,
-        duplicate_window: DUPLICATE_WINDOW,
-        ..Default::default()
-    })
-    .await
+    let replicas = replicas.max(1);
+    let stream = js
+        .get_or_create_stream(stream::Config {
+            name: name.to_owned(),
+            subjects: vec![format!("{subject_prefix}.>")],
+            storage: stream::StorageType::File,
+            duplicate_window: DUPLICATE_WINDOW,
+            num_replicas: replicas,
+            ..Default::default()
+        })
+        .await?;
+    let config = &stream.cached_info().config;
+    if config.num_replicas != replicas {
+        let from = config.num_replicas;
+        let changed = stream::Config {
+            num_replicas: replicas,
+            ..config.clone()
+        };
+        match js.update_stream(&changed).await {
+            Ok(_) => tracing::warn!(
+                stream = name,
+                from,
+                to = replicas,
+                "changed the stream's replica count to CRM_NATS_REPLICAS"
+            ),
+            Err(error) => tracing::error!(
+                stream = name,
+                replicas = from,
+                wanted = replicas,
+                %error,
+                "the stream's replica count differs from CRM_NATS_REPLICAS and cannot be changed; using it as it is"
+            ),
+        }
+    }
+    Ok(stream)
 }
 
 /// Connects to NATS without waiting for it: the client keeps retrying in the
 /// background, so a relay or worker can start (and writes go on) while NATS
-/// is down.
-pub async fn connect_bus(url: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
+/// is down. `urls` may list several servers of a cluster, comma-separated;
+/// the client connects to one and reconnects to the others (and to the
+/// servers the cluster announces) when it goes.
+pub async fn connect_bus(urls: &str) -> Result<async_nats::Client, async_nats::ConnectError> {
     async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
-        .connect(url)
+        .connect(server_urls(urls))
         .await
+}
+
+/// The servers of a comma-separated `NATS_URL` (async-nats parses a single
+/// string as one address).
+pub fn server_urls(urls: &str) -> Vec<&str> {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
 }
 
 /// Whether the NATS connection is up right now (for readiness checks).
@@ -196,6 +242,7 @@ pub struct Relay {
     name: String,
     stream: String,
     subject_prefix: String,
+    replicas: usize,
     /// Commits of this process: [`Relay::run`] wakes on them instead of
     /// waiting for its next poll.
     commit_signal: Option<Arc<Notify>>,
@@ -210,6 +257,7 @@ impl Relay {
             name: name.into(),
             stream: STREAM.to_owned(),
             subject_prefix: SUBJECT_PREFIX.to_owned(),
+            replicas: DEFAULT_REPLICAS,
             commit_signal: None,
         }
     }
@@ -232,12 +280,24 @@ impl Relay {
         self
     }
 
+    /// Keeps the stream on `replicas` servers of a NATS cluster.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
 
     pub async fn ensure_stream(&self) -> Result<stream::Stream, CreateStreamError> {
-        ensure_stream_with(&self.jetstream, &self.stream, &self.subject_prefix).await
+        ensure_stream_with(
+            &self.jetstream,
+            &self.stream,
+            &self.subject_prefix,
+            self.replicas,
+        )
+        .await
     }
 
     /// Where this relay is: the last event whose publication was acknowledged.
@@ -556,6 +616,16 @@ mod tests {
             payload: json!({}),
             metadata: company.map_or(json!({}), |c| json!({ "company_id": c })),
         }
+    }
+
+    #[test]
+    fn a_nats_url_may_list_several_servers() {
+        assert_eq!(server_urls("nats://a:4222"), vec!["nats://a:4222"]);
+        assert_eq!(
+            server_urls(" nats://a:4222, nats://b:4222 ,,nats://c:4222"),
+            vec!["nats://a:4222", "nats://b:4222", "nats://c:4222"]
+        );
+        assert!(server_urls(" , ").is_empty());
     }
 
     #[test]

@@ -46,6 +46,11 @@ const GATHER: Duration = Duration::from_millis(2);
 const BUSY_GATHER: Duration = Duration::from_millis(10);
 const BUSY: usize = 8;
 const WAIT: Duration = Duration::from_millis(500);
+/// How long after a pull's `wait` the worker gives up on it by itself. The
+/// server ends a pull at `wait`; but when the server holding the pull dies
+/// (a node of a NATS cluster), nothing ends it, and async-nats waits 5 s
+/// more: every view would stall that long on each node failure.
+const PULL_GRACE: Duration = Duration::from_secs(1);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -101,6 +106,9 @@ pub struct Worker {
     /// How long a delivered message may stay unacknowledged before it is
     /// redelivered (e.g. after its worker was killed).
     ack_wait: Duration,
+    /// Replicas of the stream (if this worker creates it) and of the
+    /// durable consumer, on a NATS cluster.
+    replicas: usize,
     /// Created on first use, so a worker can start while NATS is down;
     /// forgotten after an error, so a deleted consumer is created again.
     consumer: Mutex<Option<PullConsumer>>,
@@ -115,6 +123,7 @@ impl Worker {
             stream: relay::STREAM.to_owned(),
             subject_prefix: relay::SUBJECT_PREFIX.to_owned(),
             ack_wait: ACK_WAIT,
+            replicas: relay::DEFAULT_REPLICAS,
             consumer: Mutex::new(None),
         }
     }
@@ -136,6 +145,13 @@ impl Worker {
         self
     }
 
+    /// Keeps the durable consumer (and the stream, if this worker creates
+    /// it) on `replicas` servers of a NATS cluster.
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
+    }
+
     /// The durable consumer's name: `crm-<handler name>`.
     pub fn consumer_name(&self) -> String {
         consumer_name(self.handler.name())
@@ -153,6 +169,7 @@ impl Worker {
             ack_policy: AckPolicy::Explicit,
             ack_wait: self.ack_wait,
             max_deliver: MAX_DELIVER,
+            num_replicas: self.replicas,
             // No `backoff`: the server replaces ack_wait with its first
             // entry, so short steps would redeliver messages still being
             // handled. RetryLater delays are given with each nak instead.
@@ -167,13 +184,31 @@ impl Worker {
             return Ok(consumer.clone());
         }
         // The worker may start before any relay: make sure the stream exists.
-        let stream = relay::ensure_stream_with(&self.jetstream, &self.stream, &self.subject_prefix)
-            .await
-            .map_err(nats("creating the stream"))?;
-        let consumer = stream
+        let stream = relay::ensure_stream_with(
+            &self.jetstream,
+            &self.stream,
+            &self.subject_prefix,
+            self.replicas,
+        )
+        .await
+        .map_err(nats("creating the stream"))?;
+        let mut consumer: PullConsumer = stream
             .get_or_create_consumer(&self.consumer_name(), self.consumer_config())
             .await
             .map_err(nats("creating the consumer"))?;
+        let current = consumer.cached_info().config.num_replicas;
+        if current != self.replicas {
+            // Made before CRM_NATS_REPLICAS changed: follow the setting.
+            match stream.update_consumer(self.consumer_config()).await {
+                Ok(updated) => {
+                    tracing::warn!(consumer = %self.consumer_name(), from = current, to = self.replicas, "changed the consumer's replica count to CRM_NATS_REPLICAS");
+                    consumer = updated;
+                }
+                Err(error) => {
+                    tracing::error!(consumer = %self.consumer_name(), replicas = current, wanted = self.replicas, %error, "the consumer's replica count differs from CRM_NATS_REPLICAS and cannot be changed; using it as it is");
+                }
+            }
+        }
         *cached = Some(consumer.clone());
         Ok(consumer)
     }
@@ -212,7 +247,10 @@ impl Worker {
             .map_err(nats("pulling messages"))?;
         let mut processed = 0;
         let mut gather = GATHER;
-        while let Some(message) = messages.next().await {
+        // Messages already received are still returned after the deadline
+        // (the timeout is checked only when none is ready).
+        let deadline = tokio::time::Instant::now() + wait + PULL_GRACE;
+        while let Ok(Some(message)) = tokio::time::timeout_at(deadline, messages.next()).await {
             // Whatever else arrives within GATHER is handled with it, as one
             // group (one transaction for a view): under load that is one
             // commit for many events instead of one each.

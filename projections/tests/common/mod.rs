@@ -168,7 +168,7 @@ impl Env {
         let id = Uuid::new_v4().simple().to_string();
         let stream = format!("TEST_{}", id.to_uppercase());
         let prefix = format!("test.{id}");
-        projections::feed::relay::ensure_stream_with(&js, &stream, &prefix)
+        projections::feed::relay::ensure_stream_with(&js, &stream, &prefix, 1)
             .await
             .expect("create the test stream");
         let commands = Commands::new(db.clone());
