@@ -197,6 +197,21 @@ pub struct Config {
         global = true
     )]
     pub lag_bound_secs: f64,
+    /// Lets webhooks target loopback, private and link-local addresses (tests, closed networks).
+    #[arg(long, env = "CRM_WEBHOOKS_ALLOW_PRIVATE", value_name = "CRM_WEBHOOKS_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub webhooks_allow_private: bool,
+    /// Lets webhooks use http:// URLs; default: as CRM_WEBHOOKS_ALLOW_PRIVATE.
+    #[arg(long, env = "CRM_WEBHOOKS_ALLOW_HTTP", value_name = "CRM_WEBHOOKS_ALLOW_HTTP", action = clap::ArgAction::Set, global = true)]
+    pub webhooks_allow_http: Option<bool>,
+    /// Multiplies the webhook retry schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h).
+    #[arg(
+        long,
+        env = "CRM_WEBHOOKS_RETRY_SCALE",
+        value_name = "CRM_WEBHOOKS_RETRY_SCALE",
+        default_value_t = 1.0,
+        global = true
+    )]
+    pub webhooks_retry_scale: f64,
 }
 
 /// A configuration value that cannot be used; the message names the variable.
@@ -277,9 +292,25 @@ impl Config {
                 "must be a positive number of seconds",
             ));
         }
+        if !(self.webhooks_retry_scale.is_finite() && self.webhooks_retry_scale > 0.0) {
+            return Err(bad(
+                "CRM_WEBHOOKS_RETRY_SCALE",
+                "must be a positive number (1 = the standard schedule)",
+            ));
+        }
         self.s3()?;
         self.cors_origins()?;
         Ok(())
+    }
+
+    /// Which webhook targets the operator allows.
+    pub fn webhook_targets(&self) -> projections::webhooks::TargetPolicy {
+        projections::webhooks::TargetPolicy {
+            allow_private: self.webhooks_allow_private,
+            allow_http: self
+                .webhooks_allow_http
+                .unwrap_or(self.webhooks_allow_private),
+        }
     }
 
     pub fn s3(&self) -> Result<Option<S3Settings>, ConfigError> {

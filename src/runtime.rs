@@ -105,6 +105,9 @@ pub fn spawn_feeds(
 ) {
     let (stream, prefix) = (&config.nats_stream, &config.nats_subject_prefix);
     let handlers = projections::feed::all_handlers(commands);
+    if workers {
+        spawn_webhooks(tasks, commands, shutdown, config);
+    }
     match bus {
         None => {
             tasks.spawn(EmbeddedFeed::new(commands.clone(), handlers).run(shutdown.clone()));
@@ -126,6 +129,34 @@ pub fn spawn_feeds(
                     tasks.spawn(worker.run(shutdown.clone()));
                 }
             }
+        }
+    }
+}
+
+/// Starts webhook delivery: the dispatcher (events → delivery rows) and the
+/// sender. They read the event store directly, in both modes, with their
+/// own checkpoint, so they never slow the views.
+fn spawn_webhooks(
+    tasks: &mut JoinSet<()>,
+    commands: &Commands,
+    shutdown: &watch::Receiver<bool>,
+    config: &Config,
+) {
+    use projections::webhooks::{dispatch::Dispatcher, send};
+    let due = Arc::new(tokio::sync::Notify::new());
+    let dispatcher = Dispatcher::new(commands.db().clone(), due.clone())
+        .with_commit_signal(commands.commit_signal());
+    tasks.spawn(dispatcher.run(shutdown.clone()));
+    let settings = send::SendSettings {
+        targets: config.webhook_targets(),
+        retry_scale: config.webhooks_retry_scale,
+    };
+    match send::Sender::new(commands.db().clone(), settings, due) {
+        Ok(sender) => {
+            tasks.spawn(sender.run(shutdown.clone()));
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot build the webhook HTTP client; no deliveries")
         }
     }
 }
@@ -212,6 +243,7 @@ pub async fn serve(
                 events: config.lag_bound_events,
                 seconds: config.lag_bound_secs,
             },
+            webhook_targets: config.webhook_targets(),
         },
         bus_ready,
         login_throttle: api::ratelimit::LoginThrottle::new(Duration::from_secs(900)),

@@ -427,6 +427,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
             correlation_id: Uuid::now_v7(),
             occurred_at: tick(),
             request_digest: None,
+            api_key: false,
         };
         let claimed = EmailClaimEvent::EmailClaimed { user_id: admin };
         writer
@@ -495,6 +496,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
                 correlation_id: Uuid::now_v7(),
                 occurred_at: tick(),
                 request_digest: None,
+                api_key: false,
             };
             let event = CustomerEvent::CustomerRegistered {
                 company_id: company,

@@ -7,7 +7,7 @@ use reqwest::Method;
 use std::collections::BTreeSet;
 
 /// The routes of the HTTP contract (`docs/API.md`).
-const EXPECTED: [(&str, &str); 33] = [
+const EXPECTED: [(&str, &str); 43] = [
     ("post", "/v1/signup"),
     ("post", "/v1/auth/token"),
     ("post", "/v1/auth/refresh"),
@@ -38,6 +38,16 @@ const EXPECTED: [(&str, &str); 33] = [
     ("post", "/v1/photos"),
     ("get", "/v1/photos/{id}"),
     ("get", "/v1/photos/{id}/metadata"),
+    ("get", "/v1/events"),
+    ("get", "/v1/webhooks"),
+    ("post", "/v1/webhooks"),
+    ("get", "/v1/webhooks/{id}"),
+    ("patch", "/v1/webhooks/{id}"),
+    ("delete", "/v1/webhooks/{id}"),
+    ("post", "/v1/webhooks/{id}/rotate-secret"),
+    ("get", "/v1/webhooks/{id}/deliveries"),
+    ("post", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry"),
+    ("post", "/v1/webhooks/{id}/test"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

@@ -97,6 +97,7 @@ impl Caller {
     /// The metadata of a command this caller runs.
     pub fn context(&self) -> commands::CommandContext {
         commands::CommandContext::new(self.company_id, self.user_id, Uuid::now_v7())
+            .by_api_key(self.kind == CallerKind::ApiKey)
     }
 }
 

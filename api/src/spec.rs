@@ -57,6 +57,19 @@ pub fn company_name() -> Object {
     text(CompanyName::MAX_CHARS, false)
 }
 
+/// A webhook's target: an absolute http(s) URL (the server checks more).
+pub fn webhook_url() -> Object {
+    string(false)
+        .min_length(Some(8))
+        .max_length(Some(2000))
+        .pattern(Some(r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@]+([/?#]\S*)?$"))
+        .description(Some(
+            "`https://…` (`http` only where the operator allows it), at most 2000 characters; \
+             not resolving to a loopback, private or link-local address.",
+        ))
+        .build()
+}
+
 /// An optional job title (`null` is none).
 pub fn title_nullable() -> Object {
     text(Title::MAX_CHARS, true)
@@ -120,6 +133,15 @@ pub fn password() -> Object {
 
 pub fn role() -> Object {
     string(false).enum_values(Some(["admin", "user"])).build()
+}
+
+/// The public event types (`projections::public::EventType`).
+pub fn public_event_type() -> Object {
+    string(false)
+        .enum_values(Some(
+            projections::public::EventType::ALL.map(|t| t.as_str()),
+        ))
+        .build()
 }
 
 fn header_schema(pattern: &str, max: Option<usize>) -> RefOr<Schema> {

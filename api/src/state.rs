@@ -26,6 +26,8 @@ pub struct Settings {
     pub photo_urls: crate::photo_urls::PhotoUrls,
     /// Past this lag of any view, writes answer `503`.
     pub lag_bound: projections::lag::LagBound,
+    /// Which webhook URLs may be registered.
+    pub webhook_targets: projections::webhooks::TargetPolicy,
 }
 
 pub struct Inner {

@@ -12,6 +12,10 @@ pub const META_OCCURRED_AT: &str = "occurred_at";
 /// A digest of the request that an `Idempotency-Key` named, so a repeat of
 /// the key with another body can be told from a retry.
 pub const META_REQUEST_DIGEST: &str = "request_digest";
+/// `api_key` when the actor (`user_id`) is an API key's id, absent for a user:
+/// public events name the actor by its kind.
+pub const META_ACTOR_KIND: &str = "actor_kind";
+pub const ACTOR_API_KEY: &str = "api_key";
 
 /// The caller of a command. Built by the API from the verified token only.
 #[derive(Clone, Debug)]
@@ -21,6 +25,8 @@ pub struct CommandContext {
     pub correlation_id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub request_digest: Option<String>,
+    /// Whether `user_id` is an API key's id rather than a user's.
+    pub api_key: bool,
 }
 
 impl CommandContext {
@@ -31,7 +37,14 @@ impl CommandContext {
             correlation_id,
             occurred_at: Utc::now(),
             request_digest: None,
+            api_key: false,
         }
+    }
+
+    /// Marks the actor as an API key (its id is in `user_id`).
+    pub fn by_api_key(mut self, api_key: bool) -> Self {
+        self.api_key = api_key;
+        self
     }
 
     /// Stores `digest` (of the request an `Idempotency-Key` named) with the events.
@@ -52,6 +65,9 @@ impl CommandContext {
         ]);
         if let Some(digest) = &self.request_digest {
             metadata.insert(META_REQUEST_DIGEST.to_owned(), digest.clone());
+        }
+        if self.api_key {
+            metadata.insert(META_ACTOR_KIND.to_owned(), ACTOR_API_KEY.to_owned());
         }
         metadata
     }

@@ -105,6 +105,15 @@ fn from_sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEvent, sqlx::E
     })
 }
 
+/// Which committed events a reader wants: one company's, of some event
+/// types (the public feed and webhook dispatch read this way).
+#[derive(Clone, Copy, Debug)]
+pub struct EventFilter<'a> {
+    pub company_id: &'a str,
+    /// Stored `event_type` names; their names are unique across aggregates.
+    pub event_types: &'a [&'a str],
+}
+
 /// Events committed after `after`, in commit order, at most `limit`.
 ///
 /// On Postgres this never passes a transaction still in flight: it stops
@@ -116,19 +125,97 @@ pub async fn read_committed_after(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    read_committed(db, after, limit, None).await
+}
+
+/// [`read_committed_after`], keeping only the events `filter` names: the
+/// same commit order and horizon, so a reader of one company's events skips
+/// no late commit either.
+pub async fn read_committed_matching(
+    db: &Db,
+    after: Checkpoint,
+    limit: i64,
+    filter: EventFilter<'_>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    read_committed(db, after, limit, Some(filter)).await
+}
+
+async fn read_committed(
+    db: &Db,
+    after: Checkpoint,
+    limit: i64,
+    filter: Option<EventFilter<'_>>,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
     match &db.events {
         EventPool::Postgres(pool) => {
+            // The expression matches the index `events_company_commit_order`.
+            let matching = if filter.is_some() {
+                "AND metadata->>'company_id' = $4 AND event_type = ANY($5) "
+            } else {
+                ""
+            };
             let sql = format!(
                 "SELECT {COLUMNS}, global_position, transaction_id::text AS transaction_id \
                  FROM events \
                  WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) {matching}\
                  ORDER BY events.transaction_id, events.global_position LIMIT $3"
             );
-            let rows = sqlx::query(&sql)
+            let mut query = sqlx::query(&sql)
                 .bind(after.transaction_id.to_string())
                 .bind(after.position)
-                .bind(limit)
+                .bind(limit);
+            if let Some(filter) = filter {
+                query = query.bind(filter.company_id).bind(filter.event_types);
+            }
+            let rows = query.fetch_all(pool).await?;
+            rows.iter().map(from_pg_row).collect()
+        }
+        EventPool::Sqlite(pool) => {
+            // The expression matches the index `events_company_order`.
+            let matching = if filter.is_some() {
+                "AND json_extract(metadata, '$.company_id') = $3 \
+                 AND event_type IN (SELECT value FROM json_each($4)) "
+            } else {
+                ""
+            };
+            let sql = format!(
+                "SELECT {COLUMNS}, rowid AS position FROM events \
+                 WHERE rowid > $1 {matching}ORDER BY rowid LIMIT $2"
+            );
+            let mut query = sqlx::query(&sql).bind(after.position).bind(limit);
+            if let Some(filter) = filter {
+                let types = serde_json::to_string(filter.event_types)
+                    .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+                query = query.bind(filter.company_id).bind(types);
+            }
+            let rows = query.fetch_all(pool).await?;
+            rows.iter().map(from_sqlite_row).collect()
+        }
+    }
+}
+
+/// The events of several aggregates of one type, in stream order (by id,
+/// then sequence): one query where a page of the public feed needs the
+/// streams its events belong to.
+pub async fn read_streams(
+    db: &Db,
+    aggregate_type: &str,
+    ids: &[String],
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match &db.events {
+        EventPool::Postgres(pool) => {
+            let sql = format!(
+                "SELECT {COLUMNS}, global_position, transaction_id::text AS transaction_id \
+                 FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) \
+                 ORDER BY aggregate_id, sequence"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(aggregate_type)
+                .bind(ids)
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(from_pg_row).collect()
@@ -136,11 +223,13 @@ pub async fn read_committed_after(
         EventPool::Sqlite(pool) => {
             let sql = format!(
                 "SELECT {COLUMNS}, rowid AS position FROM events \
-                 WHERE rowid > $1 ORDER BY rowid LIMIT $2"
+                 WHERE aggregate_type = $1 AND aggregate_id IN (SELECT value FROM json_each($2)) \
+                 ORDER BY aggregate_id, sequence"
             );
+            let ids = serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
             let rows = sqlx::query(&sql)
-                .bind(after.position)
-                .bind(limit)
+                .bind(aggregate_type)
+                .bind(ids)
                 .fetch_all(pool)
                 .await?;
             rows.iter().map(from_sqlite_row).collect()

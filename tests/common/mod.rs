@@ -200,6 +200,33 @@ pub struct Tenant {
 }
 
 impl TestApp {
+    /// Kills the server with SIGKILL (no shutdown of any kind) and starts it
+    /// again on the same data directory, database and settings.
+    pub async fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Command::new(env!("CARGO_BIN_EXE_crm"))
+            .arg("serve")
+            .env_clear()
+            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("restart crm");
+        let started = Instant::now();
+        while !matches!(
+            self.client.get(self.url("/healthz")).send().await,
+            Ok(r) if r.status().is_success()
+        ) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "crm did not restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The server process's id (for /proc measurements).
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -20,9 +20,11 @@ pub mod customer_list;
 pub mod customers;
 pub mod customers_batch;
 pub mod customers_export;
+pub mod events;
 pub mod ops;
 pub mod photos;
 pub mod users;
+pub mod webhooks;
 
 /// The most uploads read at once; the others wait (within the request time
 /// limit). Each holds up to the upload limit in memory while it is judged and
@@ -68,6 +70,17 @@ pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(customers_export::export_customers))
         .routes(routes!(customers::set_photo, customers::remove_photo))
         .routes(routes!(customers::customer_history))
+        .routes(routes!(events::list_events))
+        .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
+        .routes(routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(webhooks::ping_webhook))
         .merge(uploads)
         .routes(routes!(photos::get_photo))
         .routes(routes!(photos::photo_metadata))
@@ -188,14 +201,10 @@ impl AppState {
     }
 }
 
-/// Stored timestamps carry microseconds; the API shows milliseconds.
+/// Stored timestamps carry microseconds; the API shows milliseconds (the
+/// public events show them the same way).
 pub fn timestamp(stored: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(stored)
-        .map(|t| {
-            t.with_timezone(&chrono::Utc)
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        })
-        .unwrap_or_else(|_| stored.to_owned())
+    projections::public::api_time(stored)
 }
 
 /// `?limit=` and `?cursor=` of every list.

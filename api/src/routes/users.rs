@@ -206,7 +206,7 @@ pub async fn list_users(
     responses(
         (status = 201, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
         (status = 403, body = Problem, description = "Only admins may do this"),
-        (status = 409, body = Problem, description = "The email is taken"),
+        (status = 409, body = Problem, description = "The email is taken, or the user an Idempotency-Key created was removed since"),
         (status = 422, body = Problem)))]
 pub async fn create_user(
     State(state): State<AppState>,
@@ -273,6 +273,11 @@ pub async fn create_user(
                     .load::<User>(&user_id.to_string(), caller.company_id)
                     .await?
                 {
+                    Some((user, _)) if user.removed => {
+                        return Err(ApiError::conflict(
+                            "the user this Idempotency-Key created has been removed since",
+                        ))
+                    }
                     Some((_, version)) => version,
                     None => {
                         return Err(ApiError::conflict(
