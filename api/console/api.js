@@ -77,7 +77,9 @@ export async function refreshMe() {
 export async function logout() {
   const refresh = session && session.refresh;
   try {
-    if (refresh) await request("POST", "/v1/auth/logout", { body: { refresh_token: refresh } });
+    // Read at send time: a refresh on the way (expired access token) spends
+    // the refresh token this started with.
+    if (refresh) await request("POST", "/v1/auth/logout", { body: () => ({ refresh_token: session.refresh }) });
   } finally {
     consistency = null;
     store(null);
@@ -107,7 +109,7 @@ async function refreshTokens() {
 }
 
 /**
- * Sends a request. Options: `body` (JSON), `form` (FormData), `ifMatch`
+ * Sends a request. Options: `body` (JSON, or a function giving it), `form` (FormData), `ifMatch`
  * (a version number), `headers`, `anonymous` (no token), `text` (read the
  * body as text). Resolves to `{status, data, etag, version}`; rejects with
  * a Problem.
@@ -122,7 +124,7 @@ export async function request(method, path, options = {}, retried = false) {
   let body;
   if (options.body !== undefined) {
     headers.set("Content-Type", "application/json");
-    body = JSON.stringify(options.body);
+    body = JSON.stringify(typeof options.body === "function" ? options.body() : options.body);
   } else if (options.form) {
     body = options.form;
   }

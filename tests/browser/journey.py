@@ -241,7 +241,9 @@ def run(b, base, artifacts):
     b.wait(lambda: len(b.all("#customer-list > li")) >= 25 or None, "the list after a refresh")
     assert b.token() != "expired"
 
-    step("log out, log in again")
+    step("log out (with an expired access token: refreshed first), log in again")
+    b.script("const s = JSON.parse(localStorage.getItem('crm.session'));"
+             "s.access = 'expired'; localStorage.setItem('crm.session', JSON.stringify(s));")
     b.click("#logout")
     b.heading("Log in")
     assert b.script("return localStorage.getItem('crm.session')") is None
