@@ -7,7 +7,7 @@ use reqwest::Method;
 use std::collections::BTreeSet;
 
 /// The routes of the HTTP contract (`docs/API.md`).
-const EXPECTED: [(&str, &str); 31] = [
+const EXPECTED: [(&str, &str); 33] = [
     ("post", "/v1/signup"),
     ("post", "/v1/auth/token"),
     ("post", "/v1/auth/refresh"),
@@ -30,6 +30,8 @@ const EXPECTED: [(&str, &str); 31] = [
     ("patch", "/v1/customers/{id}"),
     ("delete", "/v1/customers/{id}"),
     ("post", "/v1/customers/{id}/restore"),
+    ("post", "/v1/customers/batch"),
+    ("get", "/v1/customers/export"),
     ("put", "/v1/customers/{id}/photo"),
     ("delete", "/v1/customers/{id}/photo"),
     ("get", "/v1/customers/{id}/history"),

@@ -30,7 +30,7 @@ export function customersPage(main) {
     footer.replaceChildren(h("p", { class: "loading" }, "Loading…"));
     const params = new URLSearchParams({ sort: state.sort, limit: "25" });
     if (state.q) params.set("q", state.q);
-    if (state.deleted) params.set("deleted", "true");
+    if (state.deleted) params.set("deleted", "only");
     if (state.cursor) params.set("cursor", state.cursor);
     try {
       const { data } = await request("GET", `/v1/customers?${params}`);

@@ -120,16 +120,23 @@ fn title(status: StatusCode) -> &'static str {
     status.canonical_reason().unwrap_or("Error")
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The problem document this error answers with.
+    pub fn problem(&self) -> Problem {
         let slug = title(self.status).to_lowercase().replace(' ', "-");
-        let problem = Problem {
+        Problem {
             kind: format!("https://crm.example/problems/{slug}"),
             title: title(self.status).to_owned(),
             status: self.status.as_u16(),
-            detail: self.detail,
-            errors: self.errors,
-        };
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();

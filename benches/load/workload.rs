@@ -381,7 +381,7 @@ const PAGE: i64 = 50;
 fn list_query(scenario: &Scenario, after: Option<Keyset>) -> ListQuery {
     ListQuery {
         sort: CustomerSort::parse(scenario.sort).expect("known sort"),
-        deleted: false,
+        filters: Default::default(),
         search: scenario.search.map(str::to_owned),
         after,
         limit: PAGE,

@@ -9,18 +9,18 @@ use domain::photo::{Photo, PhotoCommand, PhotoError};
 use domain::values::{Email, FieldChange, Notes, PersonName, Phone};
 use domain::{CustomerId, PhotoId};
 use projections::consistency::ConsistencyToken;
-use projections::read::customers::{CustomerRow, CustomerSort, ListQuery};
+use projections::read::customers::CustomerRow;
 use projections::views::customers::Customers;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::users::expect;
-use super::{found, no_content, timestamp, PageParams, Reply};
+use super::{found, no_content, timestamp, Reply};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, Query, WaitFor};
+use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, WaitFor};
 use crate::photo_urls::PhotoUrls;
 use crate::state::AppState;
 use crate::validate::Fields;
@@ -88,51 +88,6 @@ impl CustomerDto {
             version: row.last_seq,
         }
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CustomerPage {
-    items: Vec<CustomerDto>,
-    next_cursor: Option<String>,
-}
-
-/// The longest `?q=` of the customer list, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
-
-/// The orders of the customer list.
-#[derive(Clone, Copy, Deserialize, ToSchema)]
-pub enum SortParam {
-    #[serde(rename = "created_at")]
-    CreatedAt,
-    #[serde(rename = "-created_at")]
-    CreatedAtDesc,
-    #[serde(rename = "surname")]
-    Surname,
-    #[serde(rename = "-surname")]
-    SurnameDesc,
-}
-
-impl SortParam {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::CreatedAt => "created_at",
-            Self::CreatedAtDesc => "-created_at",
-            Self::Surname => "surname",
-            Self::SurnameDesc => "-surname",
-        }
-    }
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct CustomerListParams {
-    /// Matches the start of any word of name, surname or email (case- and accent-insensitive); at most 200 characters.
-    q: Option<String>,
-    /// `created_at`, `-created_at` (default), `surname` or `-surname`.
-    #[param(inline)]
-    sort: Option<SortParam>,
-    /// `true` lists deleted customers instead.
-    deleted: Option<bool>,
 }
 
 #[derive(Deserialize, Serialize, ToSchema)]
@@ -346,60 +301,6 @@ async fn settle_photos(
         }
     }
     Ok(token)
-}
-
-/// A page of customers.
-#[utoipa::path(get, path = "/v1/customers", tag = "customers", security(("bearer" = [])),
-    params(PageParams, CustomerListParams, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = CustomerPage, headers(("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
-pub async fn list_customers(
-    State(state): State<AppState>,
-    caller: Caller,
-    WaitFor(wait): WaitFor,
-    Query(page): Query<PageParams>,
-    Query(params): Query<CustomerListParams>,
-) -> ApiResult<Reply<CustomerPage>> {
-    let sort_text = params.sort.unwrap_or(SortParam::CreatedAtDesc).as_str();
-    let sort = CustomerSort::parse(sort_text).ok_or_else(|| {
-        ApiError::bad_request("sort must be created_at, -created_at, surname or -surname")
-    })?;
-    let deleted = params.deleted.unwrap_or(false);
-    if params
-        .q
-        .as_ref()
-        .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
-    {
-        return Err(ApiError::bad_request("q must be at most 200 characters"));
-    }
-    let search = params.q.filter(|q| !q.trim().is_empty());
-    let scope = format!(
-        "{}/customers/{sort_text}/{deleted}/{}",
-        caller.company_id,
-        search.as_deref().unwrap_or("")
-    );
-    let after = page
-        .cursor
-        .as_deref()
-        .map(|c| crate::cursor::decode(&state.settings.cursor_key, &scope, c))
-        .transpose()?;
-    let stale = state.await_token(caller.company_id, wait.as_ref()).await;
-    let query = ListQuery {
-        sort,
-        deleted,
-        search,
-        after,
-        limit: page.limit()?,
-    };
-    let (rows, next) =
-        projections::read::customers::list(state.pool(), caller.company_id, &query).await?;
-    Ok(Reply::ok(CustomerPage {
-        items: rows
-            .into_iter()
-            .map(|row| CustomerDto::new(row, &state.settings.photo_urls))
-            .collect(),
-        next_cursor: next.map(|k| crate::cursor::encode(&state.settings.cursor_key, &scope, &k)),
-    })
-    .stale(stale))
 }
 
 /// Creates a customer.

@@ -16,7 +16,10 @@ use crate::state::AppState;
 pub mod api_keys;
 pub mod auth;
 pub mod company;
+pub mod customer_list;
 pub mod customers;
+pub mod customers_batch;
+pub mod customers_export;
 pub mod ops;
 pub mod photos;
 pub mod users;
@@ -52,7 +55,7 @@ pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(users::change_role))
         .routes(routes!(
-            customers::list_customers,
+            customer_list::list_customers,
             customers::create_customer
         ))
         .routes(routes!(
@@ -61,6 +64,8 @@ pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
             customers::delete_customer
         ))
         .routes(routes!(customers::restore_customer))
+        .routes(routes!(customers_batch::customers_batch))
+        .routes(routes!(customers_export::export_customers))
         .routes(routes!(customers::set_photo, customers::remove_photo))
         .routes(routes!(customers::customer_history))
         .merge(uploads)

@@ -70,9 +70,33 @@ impl CustomerSort {
     }
 }
 
+/// Which customers a list shows by their deletion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Deleted {
+    /// Live customers only.
+    #[default]
+    Exclude,
+    Only,
+    Include,
+}
+
+/// Narrowing of a list beyond search. Times are RFC 3339 in the stored
+/// form (UTC, microseconds), so they compare as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListFilters {
+    pub deleted: Deleted,
+    pub created_by: Option<String>,
+    pub updated_by: Option<String>,
+    pub has_photo: Option<bool>,
+    pub created_after: Option<String>,
+    pub created_before: Option<String>,
+    pub updated_after: Option<String>,
+    pub updated_before: Option<String>,
+}
+
 pub struct ListQuery {
     pub sort: CustomerSort,
-    pub deleted: bool,
+    pub filters: ListFilters,
     /// Free text; every word must be the prefix of a word of the customer.
     pub search: Option<String>,
     pub after: Option<Keyset>,
@@ -105,15 +129,52 @@ pub async fn list(
     company: CompanyId,
     query: &ListQuery,
 ) -> Result<(Vec<CustomerRow>, Option<Keyset>), sqlx::Error> {
+    list_in(pool, company, query).await
+}
+
+/// [`list`] on any connection, e.g. inside an export's snapshot transaction.
+pub async fn list_in<'e, E>(
+    executor: E,
+    company: CompanyId,
+    query: &ListQuery,
+) -> Result<(Vec<CustomerRow>, Option<Keyset>), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     let column = query.sort.column();
     let (order, compare) = if query.sort.descending() {
         ("DESC", "<")
     } else {
         ("ASC", ">")
     };
-    let mut sql = format!("{SELECT} WHERE c.company_id = $1 AND c.deleted = $2");
+    let filters = &query.filters;
+    let mut sql = format!("{SELECT} WHERE c.company_id = $1");
+    sql.push_str(match filters.deleted {
+        Deleted::Exclude => " AND c.deleted = 0",
+        Deleted::Only => " AND c.deleted = 1",
+        Deleted::Include => "",
+    });
+    match filters.has_photo {
+        Some(true) => sql.push_str(" AND c.photo_id IS NOT NULL"),
+        Some(false) => sql.push_str(" AND c.photo_id IS NULL"),
+        None => {}
+    }
     let mut binds: Vec<String> = vec![];
-    let mut next = 3;
+    let mut next = 2;
+    for (condition, value) in [
+        ("c.created_by =", &filters.created_by),
+        ("c.updated_by =", &filters.updated_by),
+        ("c.created_at >", &filters.created_after),
+        ("c.created_at <", &filters.created_before),
+        ("c.updated_at >", &filters.updated_after),
+        ("c.updated_at <", &filters.updated_before),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {condition} ${next}"));
+            binds.push(value.clone());
+            next += 1;
+        }
+    }
     if let Some(after) = &query.after {
         sql.push_str(&format!(
             " AND (c.{column}, c.id) {compare} (${next}, ${})",
@@ -144,13 +205,11 @@ pub async fn list(
     sql.push_str(&format!(
         " ORDER BY c.{column} {order}, c.id {order} LIMIT ${next}"
     ));
-    let mut q = sqlx::query_as::<_, CustomerRow>(&sql)
-        .bind(company.to_string())
-        .bind(i64::from(query.deleted));
+    let mut q = sqlx::query_as::<_, CustomerRow>(&sql).bind(company.to_string());
     for value in binds {
         q = q.bind(value);
     }
-    let rows = q.bind(query.limit + 1).fetch_all(pool).await?;
+    let rows = q.bind(query.limit + 1).fetch_all(executor).await?;
     let sort = query.sort;
     Ok(page(rows, query.limit, |row| sort.keyset(row)))
 }
