@@ -265,13 +265,28 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .with_context(|| format!("CRM_ADDR: cannot listen on {}", config.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, embedded = config.database_url.is_none(), "serving");
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, embedded = config.database_url.is_none(), "serving");
+    tracing::info!("web console: {}", console_url(local));
     // axum::serve plus a header read timeout (slow clients), see api::serve.
     api::serve::serve(listener, app, shutdown_signal()).await?;
     // In-flight requests are drained; let the feeds finish their batch.
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// The console's address as a browser on this machine opens it (a wildcard
+/// listen address is reached through loopback).
+fn console_url(local: std::net::SocketAddr) -> String {
+    let mut shown = local;
+    if local.ip().is_unspecified() {
+        shown.set_ip(match local {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{shown}{}", api::console::PATH)
 }
 
 /// Runs the relay and/or workers alone until a signal.

@@ -14,6 +14,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod backpressure;
+pub mod console;
 pub mod cors;
 pub mod cursor;
 pub mod error;
@@ -95,6 +96,7 @@ pub fn app(state: AppState, http: &HttpSettings) -> Router {
     let spec = decorate(spec);
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .merge(console::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -51,9 +51,11 @@ async fn time_limit(State(limit): State<Duration>, request: Request, next: Next)
 /// Headers every response carries. The API answers JSON (and photos) to
 /// programs, never pages to browsers: nothing may be sniffed, framed, cached
 /// by shared caches or leak a Referer. The docs page keeps its own policy
-/// (it needs its scripts and styles).
+/// (it needs its scripts and styles); the console has its own, strict one.
 async fn security_headers(request: Request, next: Next) -> Response {
-    let docs = request.uri().path().starts_with("/docs");
+    let path = request.uri().path();
+    let docs = path.starts_with("/docs");
+    let console = path == crate::console::PATH || path.starts_with("/app/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
@@ -69,7 +71,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
     headers
         .entry("cross-origin-resource-policy")
         .or_insert(HeaderValue::from_static("same-origin"));
-    if !docs {
+    if console {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::console::CONTENT_SECURITY_POLICY),
+        );
+    } else if !docs {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
