@@ -269,6 +269,60 @@ async fn exports_stream_every_row(stack: Stack) {
     .problem(400, "an unknown format");
 }
 
+async fn a_customer_export_holds_everything_about_them(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let admin = app.signup("Access").await;
+    let user = app.add_user(&admin, "user").await;
+    let other = app.signup("Stranger").await;
+    let customer = app
+        .create_customer(
+            &admin.token,
+            json!({"name": "Sub", "surname": "Ject", "email": "s@example.com"}),
+        )
+        .await;
+    let id = customer["id"].as_str().unwrap();
+    app.patch(
+        &format!("/v1/customers/{id}"),
+        &user.token,
+        json!({"phone": "+1 555 0100"}),
+    )
+    .await
+    .expect(200, "a change");
+    let photo = app
+        .upload_photo(&admin.token, common::png_bytes(), None)
+        .await;
+    app.put(
+        &format!("/v1/customers/{id}/photo"),
+        &admin.token,
+        json!({"photo_id": photo.json["id"]}),
+    )
+    .await
+    .expect(200, "attach");
+    let export = app
+        .get(&format!("/v1/customers/{id}/export"), &admin.token)
+        .await;
+    export.expect(200, "the subject export");
+    assert_eq!(export.json["customer"]["email"], "s@example.com");
+    assert_eq!(export.json["customer"]["phone"], "+1 555 0100");
+    let history = export.json["history"]["items"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    assert_eq!(history[1]["user_id"], user.user_id.as_str());
+    let photos = export.json["photos"].as_array().unwrap();
+    assert_eq!(photos.len(), 1);
+    assert_eq!(photos[0]["id"], photo.json["id"]);
+    app.get(&format!("/v1/customers/{id}/export"), &user.token)
+        .await
+        .problem(403, "a plain user");
+    app.get(&format!("/v1/customers/{id}/export"), &other.token)
+        .await
+        .problem(404, "another company");
+}
+
+both_stacks!(
+    a_customer_export_holds_everything_about_them,
+    subject_export_embedded,
+    subject_export_full
+);
 both_stacks!(batches_answer_each_operation, batch_embedded, batch_full);
 both_stacks!(
     filters_narrow_lists_and_pages_stay_stable,

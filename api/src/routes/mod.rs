@@ -17,6 +17,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod company;
 pub mod customer_list;
+pub mod customer_subject;
 pub mod customers;
 pub mod customers_batch;
 pub mod customers_export;
@@ -70,6 +71,7 @@ pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
         .routes(routes!(customers_export::export_customers))
         .routes(routes!(customers::set_photo, customers::remove_photo))
         .routes(routes!(customers::customer_history))
+        .routes(routes!(customer_subject::export_customer))
         .routes(routes!(events::list_events))
         .routes(routes!(webhooks::list_webhooks, webhooks::create_webhook))
         .routes(routes!(

@@ -17,6 +17,7 @@ use domain::photo::{Photo, PhotoCommand, PhotoError, StoredImage};
 use domain::values::{ImageType, ObjectKey, Sha256Hex};
 use domain::{CompanyId, CustomerId, PhotoId};
 use projections::consistency::{ConsistencyToken, Requirement};
+use projections::read::photos::PhotoRow;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
@@ -398,19 +399,28 @@ pub async fn photo_metadata(
     let row =
         found(projections::read::photos::get(state.pool(), caller.company_id, PhotoId(id)).await?)?;
     let version = row.last_seq;
-    Ok(Reply::ok(PhotoMetadata {
-        url: state.settings.photo_urls.url(&row.company_id, &row.id),
-        id: row.id,
-        content_type: row.content_type,
-        size: row.size,
-        sha256: row.sha256,
-        for_customer: row.for_customer,
-        customer_id: row.customer_id,
-        status: row.status,
-        rejected_reason: row.rejected_reason,
-        created_at: timestamp(&row.created_at),
-        version,
-    })
-    .version(version)
-    .stale(stale))
+    Ok(
+        Reply::ok(PhotoMetadata::new(row, &state.settings.photo_urls))
+            .version(version)
+            .stale(stale),
+    )
+}
+
+impl PhotoMetadata {
+    /// The photo of `row`, with a signed `url`.
+    pub fn new(row: PhotoRow, urls: &crate::photo_urls::PhotoUrls) -> Self {
+        Self {
+            url: urls.url(&row.company_id, &row.id),
+            version: row.last_seq,
+            id: row.id,
+            content_type: row.content_type,
+            size: row.size,
+            sha256: row.sha256,
+            for_customer: row.for_customer,
+            customer_id: row.customer_id,
+            status: row.status,
+            rejected_reason: row.rejected_reason,
+            created_at: timestamp(&row.created_at),
+        }
+    }
 }

@@ -33,6 +33,24 @@ pub async fn get(
     .await
 }
 
+/// Every photo of the company that was ever uploaded for or shown on
+/// `customer`, oldest first.
+pub async fn of_customer(
+    pool: &AnyPool,
+    company: CompanyId,
+    customer: domain::CustomerId,
+) -> Result<Vec<PhotoRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, company_id, object_key, content_type, size, sha256, for_customer, customer_id, \
+         status, rejected_reason, created_at, last_seq FROM photos \
+         WHERE company_id = $1 AND (customer_id = $2 OR for_customer = $2) ORDER BY created_at, id",
+    )
+    .bind(company.to_string())
+    .bind(customer.to_string())
+    .fetch_all(pool)
+    .await
+}
+
 /// Every object key a photo event refers to, for garbage collection.
 pub async fn all_object_keys(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT object_key FROM photos")
