@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real local services.
 #
-#   scripts/test.sh                 # everything
-#   scripts/test.sh -p api          # extra arguments go to `cargo test`
-#   scripts/test.sh -- --nocapture
+#   scripts/test.sh                 # everything: cargo test, then the
+#                                   # console's journeys in a headless Chromium
+#   scripts/test.sh -p api          # extra arguments go to `cargo test` (and
+#   scripts/test.sh -- --nocapture  # then only cargo test runs)
 #
 # Starts PostgreSQL, NATS (JetStream, `sync_interval: always`, on
 # ${NATS_PORT:-4223}) and an s3s-fs S3 server if needed (scripts/services.sh).
@@ -27,4 +28,11 @@ export TEST_S3_SECRET_KEY="crmtest-secret-key"
 # Make service-backed tests fail instead of silently skipping.
 export CRM_REQUIRE_SERVICES=1
 
-exec cargo test --workspace --locked "$@"
+if [ "$#" -gt 0 ]; then
+    exec cargo test --workspace --locked "$@"
+fi
+cargo test --workspace --locked
+# The web console in a real browser (tests/browser/run.sh installs Debian's
+# chromium and a pinned Selenium if needed), on the crm just built.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+exec "$ROOT/tests/browser/run.sh"
