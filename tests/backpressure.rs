@@ -91,3 +91,26 @@ async fn a_stalled_view_refuses_writes_naming_it_until_it_catches_up() {
         "every accepted write is in the view"
     );
 }
+
+/// Authentication reads the users view, which may lag (a bus failover): a
+/// session issued from the write's own events is honoured meanwhile, from
+/// the event log, instead of being refused as revoked.
+#[tokio::test]
+async fn a_session_ahead_of_the_users_view_is_honoured() {
+    let app = spawn_app_with(Stack::Full, &[]).await;
+    app.signup("Warm").await;
+    let url = app.database_url.clone().expect("full stack database");
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    // Reads go on; the users view's workers cannot write: it lags.
+    let mut stall = holder.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE users IN EXCLUSIVE MODE")
+        .execute(&mut *stall)
+        .await
+        .expect("lock the users view");
+    let fresh = app.signup("Ahead of the view").await;
+    let reply = app.get("/v1/customers", &fresh.token).await;
+    reply.expect(200, "a new admin's token while the users view lags");
+    let company = app.get("/v1/company", &fresh.token).await;
+    company.expect(200, "the company of that token");
+    stall.rollback().await.expect("release the users view");
+}

@@ -135,12 +135,21 @@ impl FromRequestParts<AppState> for Caller {
             .verify(token)
             .ok_or_else(|| ApiError::unauthorized("the access token is invalid or expired"))?;
         let (user_id, company_id) = (UserId(claims.sub), CompanyId(claims.cid));
-        let credentials =
-            projections::read::users::credentials_by_id(state.pool(), company_id, user_id)
+        let revoked = || ApiError::unauthorized("the access token is no longer valid");
+        let viewed =
+            projections::read::users::credentials_by_id(state.pool(), company_id, user_id).await?;
+        let role = match viewed {
+            Some(c) if c.security_stamp == claims.st => c.role,
+            // Stamps only grow: the view has seen a revoking change.
+            Some(c) if c.security_stamp > claims.st => return Err(revoked()),
+            // The view is behind the token (a signup or a change whose user
+            // row is not projected yet, e.g. while the bus fails over): the
+            // event log decides, so a valid session is never refused.
+            _ => role_from_log(state, company_id, user_id, claims.st)
                 .await?
-                .filter(|c| c.security_stamp == claims.st)
-                .ok_or_else(|| ApiError::unauthorized("the access token is no longer valid"))?;
-        let role = Role::parse(&credentials.role).map_err(ApiError::internal)?;
+                .ok_or_else(revoked)?,
+        };
+        let role = Role::parse(&role).map_err(ApiError::internal)?;
         Ok(Self {
             user_id,
             company_id,
@@ -148,4 +157,23 @@ impl FromRequestParts<AppState> for Caller {
             kind: CallerKind::User,
         })
     }
+}
+
+/// The user's role as its events leave it, if the user exists in `company`,
+/// is not removed and still has security stamp `stamp`.
+async fn role_from_log(
+    state: &AppState,
+    company: CompanyId,
+    user: UserId,
+    stamp: i64,
+) -> Result<Option<String>, ApiError> {
+    let events =
+        commands::events::read_stream(state.commands.db(), "user", &user.to_string()).await?;
+    let row = projections::views::fold_events::<projections::views::users::Users>(&events)
+        .map_err(ApiError::internal)?;
+    Ok(row
+        .filter(|row| {
+            row.company_id == company.to_string() && !row.removed && row.security_stamp == stamp
+        })
+        .map(|row| row.role))
 }
