@@ -64,7 +64,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<(Vec<ApiKeyRow>, Option<Keyset>), sqlx::Error> {
     let after = after.map_or_else(String::new, |k| k.id.clone());
-    let mut rows: Vec<ApiKeyRow> = sqlx::query_as(
+    let rows: Vec<ApiKeyRow> = sqlx::query_as(
         "SELECT id, name, created_at, last_used_at FROM api_keys \
          WHERE company_id = $1 AND id > $2 ORDER BY id LIMIT $3",
     )
@@ -73,15 +73,10 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(pool)
     .await?;
-    let next = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        let last = &rows[rows.len() - 1];
-        Keyset {
-            key: String::new(),
-            id: last.id.clone(),
-        }
-    });
-    Ok((rows, next))
+    Ok(projections::read::users::page(rows, limit, |row| Keyset {
+        key: String::new(),
+        id: row.id.clone(),
+    }))
 }
 
 /// Deletes a key of the company; `false` when there is none.

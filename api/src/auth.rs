@@ -145,9 +145,13 @@ impl FromRequestParts<AppState> for Caller {
             // The view is behind the token (a signup or a change whose user
             // row is not projected yet, e.g. while the bus fails over): the
             // event log decides, so a valid session is never refused.
-            _ => role_from_log(state, company_id, user_id, claims.st)
-                .await?
-                .ok_or_else(revoked)?,
+            _ => {
+                projections::read::users::from_log(state.commands.db(), company_id, user_id)
+                    .await?
+                    .filter(|user| user.security_stamp == claims.st)
+                    .ok_or_else(revoked)?
+                    .role
+            }
         };
         let role = Role::parse(&role).map_err(ApiError::internal)?;
         Ok(Self {
@@ -157,23 +161,4 @@ impl FromRequestParts<AppState> for Caller {
             kind: CallerKind::User,
         })
     }
-}
-
-/// The user's role as its events leave it, if the user exists in `company`,
-/// is not removed and still has security stamp `stamp`.
-async fn role_from_log(
-    state: &AppState,
-    company: CompanyId,
-    user: UserId,
-    stamp: i64,
-) -> Result<Option<String>, ApiError> {
-    let events =
-        commands::events::read_stream(state.commands.db(), "user", &user.to_string()).await?;
-    let row = projections::views::fold_events::<projections::views::users::Users>(&events)
-        .map_err(ApiError::internal)?;
-    Ok(row
-        .filter(|row| {
-            row.company_id == company.to_string() && !row.removed && row.security_stamp == stamp
-        })
-        .map(|row| row.role))
 }

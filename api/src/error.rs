@@ -188,6 +188,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<projections::view::ProjectionError> for ApiError {
+    fn from(error: projections::view::ProjectionError) -> Self {
+        match error {
+            projections::view::ProjectionError::Database(error) => error.into(),
+            unreadable => Self::internal(unreadable),
+        }
+    }
+}
+
 impl From<ObjectStoreError> for ApiError {
     fn from(error: ObjectStoreError) -> Self {
         match error {

@@ -33,12 +33,16 @@ fn string(nullable: bool) -> ObjectBuilder {
 }
 
 fn text(max: usize, nullable: bool) -> Object {
+    text_with(max, nullable, PersonName::PATTERN, "no control characters")
+}
+
+fn text_with(max: usize, nullable: bool, pattern: &str, characters: &str) -> Object {
     string(nullable)
         .min_length(Some(1))
         .max_length(Some(max))
-        .pattern(Some(PersonName::PATTERN))
+        .pattern(Some(pattern))
         .description(Some(format!(
-            "Not blank; at most {max} characters as sent; trimmed; no control characters."
+            "Not blank; at most {max} characters as sent; trimmed; {characters}."
         )))
         .build()
 }
@@ -77,16 +81,12 @@ pub fn title_nullable() -> Object {
 
 /// Optional notes (`null` is none).
 pub fn notes_nullable() -> Object {
-    string(true)
-        .min_length(Some(1))
-        .max_length(Some(Notes::MAX_CHARS))
-        .pattern(Some(Notes::PATTERN))
-        .description(Some(format!(
-            "Not blank; at most {} characters as sent; trimmed; may hold line breaks \
-             and tabs, no other control characters.",
-            Notes::MAX_CHARS
-        )))
-        .build()
+    text_with(
+        Notes::MAX_CHARS,
+        true,
+        Notes::PATTERN,
+        "may hold line breaks and tabs, no other control characters",
+    )
 }
 
 fn email_schema(nullable: bool) -> Object {

@@ -39,40 +39,23 @@ macro_rules! cc_but_lines {
     };
 }
 
+/// Not blank; once trimmed, no control characters at either end and none of
+/// `$inner` within.
+macro_rules! text_pattern {
+    ($($inner:tt)*) => {
+        concat!(
+            "^[", ws!(), "]*[^", ws!(), cc!(), "]([^", $($inner)*, "]*[^", ws!(), cc!(), "])?[",
+            ws!(), "]*$"
+        )
+    };
+}
+
 /// Text that is not blank and, once trimmed, holds no control characters.
-pub const TEXT_PATTERN: &str = concat!(
-    "^[",
-    ws!(),
-    "]*[^",
-    ws!(),
-    cc!(),
-    "]([^",
-    cc!(),
-    "]*[^",
-    ws!(),
-    cc!(),
-    "])?[",
-    ws!(),
-    "]*$"
-);
+pub const TEXT_PATTERN: &str = text_pattern!(cc!());
 
 /// [`TEXT_PATTERN`] that also lets tabs and line breaks (LF, CR) through
 /// inside the text, for multi-line notes.
-pub const MULTILINE_TEXT_PATTERN: &str = concat!(
-    "^[",
-    ws!(),
-    "]*[^",
-    ws!(),
-    cc!(),
-    "]([^",
-    cc_but_lines!(),
-    "]*[^",
-    ws!(),
-    cc!(),
-    "])?[",
-    ws!(),
-    "]*$"
-);
+pub const MULTILINE_TEXT_PATTERN: &str = text_pattern!(cc_but_lines!());
 
 /// Trims, refuses blank text, control characters and text over `max`
 /// characters. The limit applies to the text as sent, before trimming.

@@ -132,12 +132,15 @@ async fn run(
             .id
             .ok_or_else(|| ApiError::field(&field("id"), "is required"))
     };
-    let mut data = operation.data.clone().map_or(Value::Null, Value::Object);
-    if let (BatchOp::Create, Some(id), Value::Object(map)) = (operation.op, operation.id, &mut data)
-    {
-        map.entry("id")
-            .or_insert_with(|| Value::String(id.to_string()));
-    }
+    let has_data = operation.data.is_some();
+    // No data is a problem of the operation (null is no body), not an empty change.
+    let data = operation.data.map_or(Value::Null, |mut data| {
+        if let (BatchOp::Create, Some(id)) = (operation.op, operation.id) {
+            data.entry("id")
+                .or_insert_with(|| Value::String(id.to_string()));
+        }
+        Value::Object(data)
+    });
     let data_field = field("data");
     let reply = match operation.op {
         BatchOp::Create => {
@@ -161,8 +164,8 @@ async fn run(
         }
         BatchOp::Delete => {
             let id = id()?;
-            if operation.data.is_some() {
-                return Err(ApiError::field(&field("data"), "a delete takes no data"));
+            if has_data {
+                return Err(ApiError::field(&data_field, "a delete takes no data"));
             }
             let response = delete_customer(
                 State(state.clone()),

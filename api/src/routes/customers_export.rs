@@ -77,24 +77,23 @@ pub async fn export_customers(
     // The first page is read before answering, so a failing store is a
     // problem+json answer rather than a cut-off download.
     let (rows, next) = list_in(&mut *tx, caller.company_id, &query).await?;
-    let urls = state.clone();
-    let mut first = encode(format, &rows, &urls.settings.photo_urls);
+    let mut first = encode(format, &rows, &state.settings.photo_urls);
     if let ExportFormat::Csv = format {
         first = [csv_line(COLUMNS.iter().map(|c| Some(*c))), first].concat();
     }
     query.after = next;
     let company = caller.company_id;
     let more = query.after.is_some();
-    let rest = futures::stream::unfold(more.then_some((tx, query)), move |state_| {
-        let urls = urls.clone();
+    let rest = futures::stream::unfold(more.then_some((tx, query)), move |pending| {
+        let state = state.clone();
         async move {
-            let (mut tx, mut query) = state_?;
+            let (mut tx, mut query) = pending?;
             match list_in(&mut *tx, company, &query).await {
                 Ok((rows, next)) => {
-                    let chunk = Bytes::from(encode(format, &rows, &urls.settings.photo_urls));
+                    let chunk = Bytes::from(encode(format, &rows, &state.settings.photo_urls));
                     query.after = next;
-                    let state_ = query.after.is_some().then_some((tx, query));
-                    Some((Ok::<_, std::io::Error>(chunk), state_))
+                    let pending = query.after.is_some().then_some((tx, query));
+                    Some((Ok::<_, std::io::Error>(chunk), pending))
                 }
                 Err(error) => {
                     tracing::error!(%error, "an export failed after it started");

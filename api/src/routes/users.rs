@@ -137,13 +137,7 @@ pub async fn fresh_user(
             return Ok((row.into(), None));
         }
     }
-    let events =
-        commands::events::read_stream(state.commands.db(), "user", &id.to_string()).await?;
-    let row = found(
-        projections::views::fold_events::<projections::views::users::Users>(&events)
-            .map_err(ApiError::internal)?
-            .filter(|row| row.company_id == company.to_string() && !row.removed),
-    )?;
+    let row = found(projections::read::users::from_log(state.commands.db(), company, id).await?)?;
     let stamp = row.security_stamp;
     Ok((
         projections::read::users::UserRow::from(row).into(),

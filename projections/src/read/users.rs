@@ -62,7 +62,7 @@ pub async fn list(
 }
 
 /// Cuts a `limit + 1` fetch to `limit` rows and the keyset of the last one.
-pub(crate) fn page<T>(
+pub fn page<T>(
     mut rows: Vec<T>,
     limit: i64,
     keyset: impl Fn(&T) -> Keyset,
@@ -71,6 +71,20 @@ pub(crate) fn page<T>(
     rows.truncate(limit.max(0) as usize);
     let next = if more { rows.last().map(keyset) } else { None };
     (rows, next)
+}
+
+/// The user of `company` as its stored events leave it (not removed), for
+/// when the view may lag behind a write. `Err` when the log cannot be read.
+pub async fn from_log(
+    db: &commands::Db,
+    company: CompanyId,
+    id: UserId,
+) -> Result<Option<crate::views::users::User>, crate::view::ProjectionError> {
+    let events = commands::events::read_stream(db, "user", &id.to_string()).await?;
+    Ok(
+        crate::views::fold_events::<crate::views::users::Users>(&events)?
+            .filter(|row| row.company_id == company.to_string() && !row.removed),
+    )
 }
 
 /// What authentication needs to know about a user.
