@@ -32,6 +32,7 @@ export function customersPage(main) {
     if (state.q) params.set("q", state.q);
     if (state.deleted) params.set("deleted", "only");
     if (state.cursor) params.set("cursor", state.cursor);
+    let loaded = false;
     try {
       const { data } = await request("GET", `/v1/customers?${params}`);
       // A newer search started meanwhile: this answer is for an old query.
@@ -40,11 +41,15 @@ export function customersPage(main) {
       data.items.forEach((customer) => list.append(row(customer)));
       state.cursor = data.next_cursor;
       showFooter();
+      loaded = true;
     } catch (problem) {
       if (generation === state.generation) loadFailed(footer, problem, () => load(reset));
     } finally {
       if (generation === state.generation) state.loading = false;
     }
+    // The end came into view while this page loaded: the observer will not
+    // fire again for it, so go on here.
+    if (loaded && state.cursor && footerOnScreen()) load(false);
   }
 
   function showFooter() {
@@ -119,6 +124,11 @@ export function customersPage(main) {
 
   // Infinite scroll: the next page loads when the end of the list comes
   // into view; the button does the same for keyboards.
+  function footerOnScreen() {
+    const box = footer.getBoundingClientRect();
+    return footer.isConnected && box.top < window.innerHeight && box.bottom > 0;
+  }
+
   const observer = new IntersectionObserver((entries) => {
     if (entries.some((entry) => entry.isIntersecting) && state.cursor && !state.loading) load(false);
   });
