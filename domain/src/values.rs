@@ -400,6 +400,10 @@ pub fn search_words(text: &str) -> Vec<String> {
 /// nothing, and a folded word is found by itself.
 pub fn fold_text(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
+    // ASCII has no marks and decomposes to itself: only the case goes.
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
     text.chars()
         .flat_map(char::to_lowercase)
         .nfd()
@@ -580,6 +584,26 @@ mod tests {
             for word in search_words(text) {
                 assert_eq!(search_words(&word), vec![word.clone()], "word of {text:?}");
             }
+        }
+    }
+
+    #[test]
+    fn ascii_folds_as_the_unicode_path_does() {
+        use unicode_normalization::UnicodeNormalization;
+        let printable: String = (0x20u8..0x7f).map(char::from).collect();
+        for text in [
+            printable.as_str(),
+            "Ada.Lovelace@Example.COM",
+            "O'Brien-Smith 42",
+            "",
+        ] {
+            let general: String = text
+                .chars()
+                .flat_map(char::to_lowercase)
+                .nfd()
+                .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+                .collect();
+            assert_eq!(fold_text(text), general, "fold of {text:?}");
         }
     }
 }

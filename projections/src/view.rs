@@ -18,6 +18,9 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event {0} cannot be read: {1}")]
     BadEvent(String, String),
+    /// A task of a rebuild's pipeline panicked or was cancelled.
+    #[error("rebuild task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl ProjectionError {
