@@ -8,14 +8,21 @@
 //! arena of hashing memory. Each of these threads keeps one buffer of
 //! hashing memory and reuses it (allocating 19 MiB per hash left the
 //! process's memory growing by that much per login for a while, malloc
-//! keeping the freed blocks), so hashing memory stays at threads x 19 MiB.
+//! keeping the freed blocks), so hashing memory stays at threads x 19 MiB
+//! while logins come in; a thread idle for [`IDLE_RELEASE`] gives its buffer
+//! back to the system, so a server at rest does not hold it.
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, ParamsString, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use domain::values::PasswordHash;
 use std::cell::RefCell;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, Once, OnceLock, PoisonError};
+use std::time::Duration;
+
+/// How long a hashing thread keeps its buffer after its last hash.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
 /// How many threads hash passwords: the CPUs, at least 2, at most 8.
 pub fn hashing_threads() -> usize {
@@ -27,32 +34,73 @@ pub fn hashing_threads() -> usize {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-fn pool() -> &'static Mutex<mpsc::Sender<Job>> {
-    static POOL: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
-        for n in 0..hashing_threads() {
-            let receiver = Arc::clone(&receiver);
-            let spawned = std::thread::Builder::new()
-                .name(format!("crm-argon2-{n}"))
-                .spawn(move || loop {
-                    let job = match receiver.lock() {
-                        Ok(receiver) => receiver.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                });
-            if let Err(error) = spawned {
-                tracing::error!(%error, "cannot start a password hashing thread");
+/// The hashing threads' queue. A condvar rather than a channel behind a
+/// mutex: each idle thread waits on its own timeout, so every one of them
+/// notices it is idle and frees its memory.
+struct Pool {
+    jobs: Mutex<VecDeque<Job>>,
+    queued: Condvar,
+}
+
+impl Pool {
+    fn next_job(&self) -> Option<Job> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(job) = jobs.pop_front() {
+                return Some(job);
+            }
+            let (waited, timeout) = self
+                .queued
+                .wait_timeout(jobs, IDLE_RELEASE)
+                .unwrap_or_else(PoisonError::into_inner);
+            jobs = waited;
+            if timeout.timed_out() && jobs.is_empty() {
+                return None;
             }
         }
-        Mutex::new(sender)
-    })
+    }
+
+    fn work(&self) {
+        let mut holds_memory = false;
+        loop {
+            match self.next_job() {
+                Some(job) => {
+                    job();
+                    holds_memory = true;
+                }
+                None if holds_memory => {
+                    release_blocks();
+                    holds_memory = false;
+                }
+                None => {}
+            }
+        }
+    }
 }
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    static STARTED: Once = Once::new();
+    let pool = POOL.get_or_init(|| Pool {
+        jobs: Mutex::new(VecDeque::new()),
+        queued: Condvar::new(),
+    });
+    STARTED.call_once(|| {
+        for n in 0..hashing_threads() {
+            let spawned = std::thread::Builder::new()
+                .name(format!("crm-argon2-{n}"))
+                .spawn(|| pool.work());
+            match spawned {
+                Ok(_) => _ = SPAWNED.fetch_add(1, Ordering::Relaxed),
+                Err(error) => tracing::error!(%error, "cannot start a password hashing thread"),
+            }
+        }
+    });
+    pool
+}
+
+/// How many hashing threads started.
+static SPAWNED: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `work` on the hashing threads; `None` if they are gone. A job whose
 /// caller went away (a request that timed out) is skipped, not computed.
@@ -65,7 +113,16 @@ pub async fn on_hashing_thread<T: Send + 'static>(
             let _ = reply.send(work());
         }
     });
-    pool().lock().ok()?.send(job).ok()?;
+    let pool = pool();
+    if SPAWNED.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    pool.jobs
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push_back(job);
+    pool.queued.notify_one();
+    // A thread that panicked drops its job's reply: the caller gets `None`.
     answer.await.ok()
 }
 
@@ -77,12 +134,14 @@ pub const MAX_PASSWORD_CHARS: usize = 256;
 const DECOY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$9N0Qrj1Ur7WfM4gRZr1R3M4a0bKqN0mW3mXl1l3b1DQ";
 
-/// The hashing memory of this thread, reused by every hash it computes.
-/// Parameters larger than four times the default get a buffer of their own.
+thread_local! {
+    /// The hashing memory of this thread, reused by every hash it computes.
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` on this thread's hashing memory. Parameters larger than four
+/// times the default get a buffer of their own.
 fn with_blocks<T>(count: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
-    thread_local! {
-        static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-    }
     if count > 4 * Params::DEFAULT_M_COST as usize {
         return work(&mut vec![Block::default(); count]);
     }
@@ -93,6 +152,19 @@ fn with_blocks<T>(count: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
         }
         work(&mut blocks[..count])
     })
+}
+
+/// Frees this thread's hashing memory and hands it back to the system:
+/// glibc keeps a freed block of this size in the thread's arena (its mmap
+/// threshold rises to the largest block freed), so it has to be trimmed.
+fn release_blocks() {
+    BLOCKS.with(|blocks| *blocks.borrow_mut() = Vec::new());
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel; it
+    // touches no memory in use and is safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Argon2 of `password` with these settings, in this thread's buffer: what
@@ -180,8 +252,39 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    /// Serialises the tests that use the hashing threads: one test's hashes
+    /// would keep memory in the threads another test watches go idle.
+    static POOL_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// The hashing memory held by the threads that run these jobs.
+    async fn memory_held() -> Vec<usize> {
+        let jobs = (0..hashing_threads()).map(|_| {
+            on_hashing_thread(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                BLOCKS.with(|blocks| blocks.borrow().capacity())
+            })
+        });
+        let held = futures::future::join_all(jobs).await;
+        held.into_iter()
+            .map(|held| held.unwrap_or(usize::MAX))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn idle_threads_give_their_hashing_memory_back() {
+        let _serial = POOL_TESTS.lock().await;
+        let hashes = (0..hashing_threads()).map(|_| hash("correct horse".to_owned()));
+        for hashed in futures::future::join_all(hashes).await {
+            assert!(hashed.is_ok());
+        }
+        assert!(memory_held().await.iter().any(|&held| held > 0));
+        tokio::time::sleep(IDLE_RELEASE * 2 + Duration::from_millis(500)).await;
+        assert_eq!(memory_held().await, vec![0; hashing_threads()]);
+    }
+
     #[tokio::test]
     async fn at_most_hashing_threads_run_at_once() {
+        let _serial = POOL_TESTS.lock().await;
         // Regression: hashing ran on the blocking pool with no bound.
         static RUNNING: AtomicUsize = AtomicUsize::new(0);
         static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -237,6 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify() {
+        let _serial = POOL_TESTS.lock().await;
         assert!(!verify("password".into(), None).await);
         let hash = hash("correct horse".into()).await.expect("hash");
         assert!(verify("correct horse".into(), Some(hash.as_str().to_owned())).await);
