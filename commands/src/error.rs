@@ -47,11 +47,6 @@ classified!(
 );
 
 impl<E: std::error::Error> CommandError<E> {
-    /// Whether the cause is the infrastructure rather than the request.
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-
     /// Changes the domain error type, keeping every other case.
     pub fn map_domain<F: std::error::Error>(self, f: impl FnOnce(E) -> F) -> CommandError<F> {
         match self {

@@ -23,8 +23,6 @@ use tokio::sync::{watch, Notify};
 
 pub const STREAM: &str = "CRM_EVENTS";
 pub const SUBJECT_PREFIX: &str = "crm.events";
-/// The checkpoint row of the default relay.
-pub const DEFAULT_NAME: &str = "relay";
 /// Events per step.
 pub const BATCH: usize = 500;
 /// JetStream drops a second message with the same `Nats-Msg-Id` within this window.

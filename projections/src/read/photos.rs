@@ -50,10 +50,3 @@ pub async fn of_customer(
     .fetch_all(pool)
     .await
 }
-
-/// Every object key a photo event refers to, for garbage collection.
-pub async fn all_object_keys(pool: &AnyPool) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT object_key FROM photos")
-        .fetch_all(pool)
-        .await
-}
