@@ -17,8 +17,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use domain::values::PasswordHash;
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, Once, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 /// How long a hashing thread keeps its buffer after its last hash.
@@ -37,12 +36,13 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The hashing threads' queue. A condvar rather than a channel behind a
 /// mutex: each idle thread waits on its own timeout, so every one of them
 /// notices it is idle and frees its memory.
-struct Pool {
+#[derive(Default)]
+struct Queue {
     jobs: Mutex<VecDeque<Job>>,
     queued: Condvar,
 }
 
-impl Pool {
+impl Queue {
     fn next_job(&self) -> Option<Job> {
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -78,29 +78,25 @@ impl Pool {
     }
 }
 
-fn pool() -> &'static Pool {
-    static POOL: OnceLock<Pool> = OnceLock::new();
-    static STARTED: Once = Once::new();
-    let pool = POOL.get_or_init(|| Pool {
-        jobs: Mutex::new(VecDeque::new()),
-        queued: Condvar::new(),
-    });
-    STARTED.call_once(|| {
+/// The queue, and how many threads started on it.
+fn pool() -> &'static (Arc<Queue>, usize) {
+    static POOL: OnceLock<(Arc<Queue>, usize)> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let queue = Arc::new(Queue::default());
+        let mut started = 0;
         for n in 0..hashing_threads() {
+            let worker = Arc::clone(&queue);
             let spawned = std::thread::Builder::new()
                 .name(format!("crm-argon2-{n}"))
-                .spawn(|| pool.work());
+                .spawn(move || worker.work());
             match spawned {
-                Ok(_) => _ = SPAWNED.fetch_add(1, Ordering::Relaxed),
+                Ok(_) => started += 1,
                 Err(error) => tracing::error!(%error, "cannot start a password hashing thread"),
             }
         }
-    });
-    pool
+        (queue, started)
+    })
 }
-
-/// How many hashing threads started.
-static SPAWNED: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `work` on the hashing threads; `None` if they are gone. A job whose
 /// caller went away (a request that timed out) is skipped, not computed.
@@ -113,15 +109,16 @@ pub async fn on_hashing_thread<T: Send + 'static>(
             let _ = reply.send(work());
         }
     });
-    let pool = pool();
-    if SPAWNED.load(Ordering::Relaxed) == 0 {
+    let (queue, started) = pool();
+    if *started == 0 {
         return None;
     }
-    pool.jobs
+    queue
+        .jobs
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push_back(job);
-    pool.queued.notify_one();
+    queue.queued.notify_one();
     // A thread that panicked drops its job's reply: the caller gets `None`.
     answer.await.ok()
 }

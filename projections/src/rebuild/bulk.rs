@@ -166,13 +166,9 @@ pub(super) async fn replay_in_bulk(
     until: Checkpoint,
     progress: &ProgressBar,
 ) -> Result<u64, ProjectionError> {
-    let writers = match db.dialect() {
-        Dialect::Postgres => WRITERS,
-        Dialect::Sqlite => 1,
-    };
-    let readers = match db.dialect() {
-        Dialect::Postgres => READERS,
-        Dialect::Sqlite => 1,
+    let (readers, writers) = match db.dialect() {
+        Dialect::Postgres => (READERS, WRITERS),
+        Dialect::Sqlite => (1, 1),
     };
     let (sender, mut pages) = mpsc::channel(writers);
     let mut reading = JoinSet::new();

@@ -15,8 +15,9 @@ const BUILDERS: usize = 2;
 /// What makes a shadow table whole once it is loaded.
 #[derive(Debug, Default)]
 pub(super) struct Deferred {
-    /// Index builds, independent of each other: they may run at once.
-    builds: Vec<String>,
+    /// Index builds, independent of each other (they may run at once), each
+    /// with the shadow table it indexes.
+    builds: Vec<(String, String)>,
     /// Cheap statements after every build (a key attached to its index).
     after: Vec<String>,
     /// The shadow tables, for their statistics.
@@ -67,9 +68,9 @@ pub(super) async fn create(
                     continue;
                 };
                 let name = format!("{shadow}_k{i}_{generation}");
-                deferred.builds.push(format!(
-                    "CREATE UNIQUE INDEX {name} ON {shadow}{}",
-                    &def[using..]
+                deferred.builds.push((
+                    shadow.to_owned(),
+                    format!("CREATE UNIQUE INDEX {name} ON {shadow}{}", &def[using..]),
                 ));
                 let constraint = if kind == "p" { "PRIMARY KEY" } else { "UNIQUE" };
                 deferred.after.push(format!(
@@ -97,9 +98,9 @@ pub(super) async fn create(
                     ""
                 };
                 let name = format!("{shadow}_i{i}_{generation}");
-                deferred.builds.push(format!(
-                    "CREATE {unique}INDEX {name} ON {shadow}{}",
-                    &def[using..]
+                deferred.builds.push((
+                    shadow.to_owned(),
+                    format!("CREATE {unique}INDEX {name} ON {shadow}{}", &def[using..]),
                 ));
             }
         }
@@ -123,9 +124,12 @@ pub(super) async fn create(
                 } else {
                     ""
                 };
-                deferred.builds.push(format!(
-                    "CREATE {unique}INDEX {live}_i{i}_{generation} ON {shadow} {}",
-                    &sql[open..]
+                deferred.builds.push((
+                    shadow.to_owned(),
+                    format!(
+                        "CREATE {unique}INDEX {live}_i{i}_{generation} ON {shadow} {}",
+                        &sql[open..]
+                    ),
                 ));
             }
         }
@@ -180,8 +184,8 @@ pub(super) async fn finish(db: &Db, deferred: &Deferred) -> Result<(), sqlx::Err
         Dialect::Sqlite => 1,
     };
     let mut builds: Vec<(i64, &String)> = vec![];
-    for statement in &deferred.builds {
-        builds.push((table_size(db, deferred, statement).await?, statement));
+    for (table, statement) in &deferred.builds {
+        builds.push((table_size(db, table).await?, statement));
     }
     builds.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
     stream::iter(
@@ -203,19 +207,11 @@ pub(super) async fn finish(db: &Db, deferred: &Deferred) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// The size of the shadow table `statement` indexes (0 on SQLite), to
-/// start the longest builds first.
-async fn table_size(db: &Db, deferred: &Deferred, statement: &str) -> Result<i64, sqlx::Error> {
+/// The size of `table` (0 on SQLite), to start the longest builds first.
+async fn table_size(db: &Db, table: &str) -> Result<i64, sqlx::Error> {
     if db.dialect() != Dialect::Postgres {
         return Ok(0);
     }
-    let Some(table) = deferred
-        .tables
-        .iter()
-        .find(|table| statement.contains(&format!(" ON {table} ")))
-    else {
-        return Ok(0);
-    };
     sqlx::query_scalar("SELECT pg_relation_size($1::regclass)")
         .bind(table)
         .fetch_one(&db.any)

@@ -273,18 +273,30 @@ async fn delete_words(
 }
 
 /// One `(company_id, word, customer_id)` row per word of each row in `owners`.
+/// Calls `each(company, word, id)` for every search word of the rows `owners`
+/// as they are after the run.
+fn each_word<'r, F: Fold>(
+    touched: &'r BTreeMap<String, Touched<F::Row>>,
+    owners: impl IntoIterator<Item = &'r str>,
+    mut each: impl FnMut(&str, &str, &str),
+) {
+    for id in owners {
+        if let Some((company, words)) = F::words(&touched[id].after) {
+            for word in words {
+                each(&company, &word, id);
+            }
+        }
+    }
+}
+
 fn word_rows<'r, F: Fold>(
     touched: &'r BTreeMap<String, Touched<F::Row>>,
     owners: &[&'r str],
 ) -> Vec<[String; 3]> {
     let mut out = vec![];
-    for id in owners {
-        if let Some((company, words)) = F::words(&touched[*id].after) {
-            for word in words {
-                out.push([company.clone(), word, (*id).to_owned()]);
-            }
-        }
-    }
+    each_word::<F>(touched, owners.iter().copied(), |company, word, id| {
+        out.push([company.to_owned(), word.to_owned(), id.to_owned()]);
+    });
     out
 }
 
@@ -431,19 +443,16 @@ pub async fn load_new<F: Fold>(
     if let Some(words) = words {
         let mut data = String::with_capacity(run.touched.len() * 600);
         // Straight from the folded words: millions of rows in a rebuild.
-        for (id, touched) in &run.touched {
-            if let Some((company, words)) = F::words(&touched.after) {
-                for word in words {
-                    for (i, text) in [company.as_str(), &word, id].into_iter().enumerate() {
-                        if i > 0 {
-                            data.push(',');
-                        }
-                        csv_text(&mut data, text);
-                    }
-                    data.push('\n');
+        let owners = run.touched.keys().map(String::as_str);
+        each_word::<F>(&run.touched, owners, |company, word, id| {
+            for (i, text) in [company, word, id].into_iter().enumerate() {
+                if i > 0 {
+                    data.push(',');
                 }
+                csv_text(&mut data, text);
             }
-        }
+            data.push('\n');
+        });
         copy_in(&mut tx, words, "company_id, word, customer_id", data).await?;
     }
     tx.commit().await?;
