@@ -47,9 +47,13 @@ export function customersPage(main) {
     } finally {
       if (generation === state.generation) state.loading = false;
     }
-    // The end came into view while this page loaded: the observer will not
-    // fire again for it, so go on here.
-    if (loaded && state.cursor && footerOnScreen()) load(false);
+    // The observer reports changes only: an end that stayed in view while
+    // this page loaded, or left and came back within one frame, gives none.
+    // Observing anew reports where the end is now.
+    if (loaded && state.cursor) {
+      observer.unobserve(footer);
+      observer.observe(footer);
+    }
   }
 
   function showFooter() {
@@ -124,11 +128,6 @@ export function customersPage(main) {
 
   // Infinite scroll: the next page loads when the end of the list comes
   // into view; the button does the same for keyboards.
-  function footerOnScreen() {
-    const box = footer.getBoundingClientRect();
-    return footer.isConnected && box.top < window.innerHeight && box.bottom > 0;
-  }
-
   const observer = new IntersectionObserver((entries) => {
     if (entries.some((entry) => entry.isIntersecting) && state.cursor && !state.loading) load(false);
   });
