@@ -5,6 +5,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use commands::Expect;
 use projections::consistency::ConsistencyToken;
 use serde::de::DeserializeOwned;
 
@@ -132,7 +133,7 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError>
 }
 
 /// `If-Match: "<version>"`; `None` when absent or `*`.
-pub struct IfMatch(pub Option<u64>);
+pub struct IfMatch(pub Expect);
 
 /// The `If-Match` syntax the OpenAPI document declares.
 pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#;
@@ -142,10 +143,10 @@ pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[0-9]+"|[0-9]+)$"#;
 /// slip, accepted as before). Anything else is `400`. A version too large
 /// for `u64` can never be current, so it reads as `u64::MAX` (always stale:
 /// `412`).
-pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
+pub fn parse_if_match(raw: &str) -> Result<Expect, ApiError> {
     let raw = raw.trim();
     if raw == "*" {
-        return Ok(None);
+        return Ok(Expect::Any);
     }
     let tag = raw.strip_prefix("W/").unwrap_or(raw);
     let digits = match tag.strip_prefix('"') {
@@ -155,7 +156,7 @@ pub fn parse_if_match(raw: &str) -> Result<Option<u64>, ApiError> {
     }
     .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
     .ok_or_else(|| ApiError::bad_request("If-Match must be an ETag from this API, like \"3\""))?;
-    Ok(Some(digits.parse().unwrap_or(u64::MAX)))
+    Ok(Expect::Version(digits.parse().unwrap_or(u64::MAX)))
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
@@ -163,7 +164,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         match header(parts, "if-match")? {
-            None => Ok(Self(None)),
+            None => Ok(Self(Expect::Any)),
             Some(raw) => parse_if_match(raw).map(Self),
         }
     }
@@ -240,14 +241,14 @@ mod tests {
 
     #[test]
     fn if_match_takes_entity_tags_and_bare_versions_only() {
-        assert_eq!(parse_if_match("*").unwrap(), None);
-        assert_eq!(parse_if_match("\"3\"").unwrap(), Some(3));
-        assert_eq!(parse_if_match("W/\"3\"").unwrap(), Some(3));
-        assert_eq!(parse_if_match(" 3 ").unwrap(), Some(3));
+        assert_eq!(parse_if_match("*").unwrap(), Expect::Any);
+        assert_eq!(parse_if_match("\"3\"").unwrap(), Expect::Version(3));
+        assert_eq!(parse_if_match("W/\"3\"").unwrap(), Expect::Version(3));
+        assert_eq!(parse_if_match(" 3 ").unwrap(), Expect::Version(3));
         // Too large for any version: stale, never a crash or a wrap-around.
         assert_eq!(
             parse_if_match("\"99999999999999999999999\"").unwrap(),
-            Some(u64::MAX)
+            Expect::Version(u64::MAX)
         );
         // The old parser stripped any number of `W/` and quotes, so these
         // were versions; the spec's pattern says they are not.

@@ -1,7 +1,7 @@
 //! The REST layer (axum): the HTTP contract that `docs/API.md` describes.
 //!
 //! The life of a request: middleware gives it a request id, a trace span,
-//! metrics, CORS and size/time limits; the [`auth::Caller`] extractor verifies
+//! metrics, CORS and size/time limits; the [`caller::Caller`] extractor verifies
 //! the token and is the only source of the company id; a handler in
 //! [`routes`] validates the body into domain values, runs commands through
 //! `commands::Commands` (writes) or queries the read models in
@@ -14,6 +14,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod backpressure;
+pub mod caller;
 pub mod console;
 pub mod cors;
 pub mod cursor;
@@ -110,7 +111,7 @@ pub fn app(state: AppState, http: &HttpSettings) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            ratelimit::limit_requests,
+            middleware::limit_requests,
         ))
         .with_state(state);
     middleware::wrap(

@@ -1,6 +1,6 @@
 //! The layers around every route: request ids, tracing, metrics, CORS, body
-//! and time limits, security headers, and a panic guard that still answers
-//! problem+json.
+//! and time limits, security headers, the per-credential request limit, and
+//! a panic guard that still answers problem+json.
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
@@ -13,6 +13,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::HttpSettings;
 
 async fn record_metrics(request: Request, next: Next) -> Response {
@@ -171,6 +172,63 @@ pub fn wrap(
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Counts each request that carries a bearer credential against that
+/// credential's window, answers `429` past it, and tells the client where it
+/// stands (`RateLimit`, `RateLimit-Policy`: draft-ietf-httpapi-ratelimit-headers).
+/// Requests without one (login, signup) are not counted here.
+pub async fn limit_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limiter = &state.request_limiter;
+    let credential = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| limiter.limit > 0)
+        .map(crate::secrets::digest);
+    let Some(credential) = credential else {
+        return next.run(request).await;
+    };
+    let (quota, over) = limiter.hit(&credential);
+    let mut response = if over {
+        ApiError {
+            retry_after: Some(quota.reset_secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "more than {} requests in {} s with this credential; retry later",
+                    quota.limit, quota.window_secs
+                ),
+            )
+        }
+        .into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    let values = [
+        (
+            "ratelimit-policy",
+            format!("{};w={}", quota.limit, quota.window_secs),
+        ),
+        (
+            "ratelimit",
+            format!(
+                "limit={}, remaining={}, reset={}",
+                quota.limit, quota.remaining, quota.reset_secs
+            ),
+        ),
+    ];
+    for (name, value) in values {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    response
 }
 
 #[cfg(test)]

@@ -168,64 +168,6 @@ impl RequestLimiter {
     }
 }
 
-/// Counts each request that carries a bearer credential against that
-/// credential's window, answers `429` past it, and tells the client where it
-/// stands (`RateLimit`, `RateLimit-Policy`: draft-ietf-httpapi-ratelimit-headers).
-/// Requests without one (login, signup) are not counted here.
-pub async fn limit_requests(
-    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let limiter = &state.request_limiter;
-    let credential = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|_| limiter.limit > 0)
-        .map(crate::secrets::digest);
-    let Some(credential) = credential else {
-        return next.run(request).await;
-    };
-    let (quota, over) = limiter.hit(&credential);
-    let mut response = if over {
-        crate::error::ApiError {
-            retry_after: Some(quota.reset_secs),
-            ..crate::error::ApiError::new(
-                axum::http::StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "more than {} requests in {} s with this credential; retry later",
-                    quota.limit, quota.window_secs
-                ),
-            )
-        }
-        .into_response()
-    } else {
-        next.run(request).await
-    };
-    let headers = response.headers_mut();
-    let values = [
-        (
-            "ratelimit-policy",
-            format!("{};w={}", quota.limit, quota.window_secs),
-        ),
-        (
-            "ratelimit",
-            format!(
-                "limit={}, remaining={}, reset={}",
-                quota.limit, quota.remaining, quota.reset_secs
-            ),
-        ),
-    ];
-    for (name, value) in values {
-        if let Ok(value) = axum::http::HeaderValue::from_str(&value) {
-            headers.insert(name, value);
-        }
-    }
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,7 +172,7 @@ fn parameter_schema(location: &ParameterIn, name: &str) -> Option<RefOr<Schema>>
         )),
         (ParameterIn::Query, "q") => Some(
             string(false)
-                .max_length(Some(crate::routes::customer_list::MAX_QUERY_CHARS))
+                .max_length(Some(crate::validate::MAX_QUERY_CHARS))
                 .build()
                 .into(),
         ),

@@ -1,8 +1,11 @@
 //! Collects field errors while building domain values from a request, so a
 //! `422` lists every invalid field at once.
-use domain::values::InvalidValue;
+use domain::values::{FieldChange, InvalidValue};
 
 use crate::error::{ApiError, ApiResult, FieldError};
+
+/// The longest search (`?q=`), in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
 
 #[derive(Default)]
 pub struct Fields {
@@ -73,6 +76,21 @@ impl Fields {
                 None
             }
             Some(Some(raw)) => self.parse(field, &raw, parse),
+        }
+    }
+
+    /// An optional field of a PATCH body: absent is no change, `null`
+    /// clears it, text is parsed.
+    pub fn nullable<T>(
+        &mut self,
+        field: &str,
+        raw: Option<Option<String>>,
+        parse: impl FnOnce(&str) -> Result<T, InvalidValue>,
+    ) -> Option<FieldChange<T>> {
+        match raw {
+            None => None,
+            Some(None) => Some(FieldChange::Cleared),
+            Some(Some(raw)) => self.parse(field, &raw, parse).map(FieldChange::Set),
         }
     }
 

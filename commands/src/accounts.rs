@@ -11,7 +11,7 @@
 use domain::company::{Company, CompanyCommand, CompanyError};
 use domain::email_claim::{EmailClaim, EmailClaimCommand, EmailClaimError};
 use domain::user::{User, UserCommand, UserError};
-use domain::values::{Email, Role};
+use domain::values::{Email, FieldChange, PersonName, Role, Title};
 use domain::{CompanyId, UserId};
 
 use crate::{CommandContext, CommandError, Commands, Expect, Outcome};
@@ -244,12 +244,13 @@ pub async fn remove_user(
 }
 
 /// Moves a user to a new email: claim the new one, switch, release the old.
-pub async fn change_email(
+async fn change_email(
     commands: &Commands,
     ctx: &CommandContext,
     user_id: UserId,
     old: Option<Email>,
     new: Email,
+    expect: Expect,
 ) -> AccountResult<Outcome<User>> {
     claim_email(commands, &new, user_id, ctx).await?;
     let outcome = commands
@@ -257,7 +258,7 @@ pub async fn change_email(
             &user_id.to_string(),
             UserCommand::ChangeEmail { email: new.clone() },
             ctx,
-            Expect::Any,
+            expect,
         )
         .await;
     match outcome {
@@ -272,4 +273,81 @@ pub async fn change_email(
             Err(lift(error))
         }
     }
+}
+
+/// What a user update changes; `None` leaves that part as it is.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    pub name: Option<PersonName>,
+    pub surname: Option<FieldChange<PersonName>>,
+    pub title: Option<FieldChange<Title>>,
+    pub email: Option<Email>,
+    /// The new password in plain text; hashed here, before any step runs.
+    pub password: Option<String>,
+}
+
+/// Updates a user's profile, then its email, then its password, each its
+/// own command. `expect` guards the first of them (or, with nothing to
+/// change, is checked against the user), so a stale `If-Match` changes
+/// nothing; the later steps follow on the version the first one left.
+/// Returns the user's version after the last step.
+pub async fn update_user(
+    commands: &Commands,
+    ctx: &CommandContext,
+    user_id: UserId,
+    update: UserUpdate,
+    expect: Expect,
+) -> AccountResult<u64> {
+    let password_hash = match update.password {
+        Some(password) => Some(
+            crate::passwords::hash(password)
+                .await
+                .map_err(CommandError::Internal)?,
+        ),
+        None => None,
+    };
+    let id = user_id.to_string();
+    let Some((current, mut version)) = commands
+        .load::<User>(&id, ctx.company_id)
+        .await
+        .map_err(lift)?
+    else {
+        return Err(CommandError::NotFound);
+    };
+    if current.removed {
+        return Err(CommandError::NotFound);
+    }
+    if !expect.admits(version) {
+        return Err(CommandError::Stale { current: version });
+    }
+    // The first step carries the caller's expectation; the later ones follow
+    // the version the step before left.
+    let mut expect = Some(expect);
+    let mut step_expect = || expect.take().unwrap_or(Expect::Any);
+    if update.name.is_some() || update.surname.is_some() || update.title.is_some() {
+        let change = UserCommand::ChangeProfile {
+            name: update.name,
+            surname: update.surname,
+            title: update.title,
+        };
+        version = commands
+            .execute::<User>(&id, change, ctx, step_expect())
+            .await
+            .map_err(lift)?
+            .version;
+    }
+    if let Some(email) = update.email {
+        version = change_email(commands, ctx, user_id, current.email, email, step_expect())
+            .await?
+            .version;
+    }
+    if let Some(password_hash) = password_hash {
+        let change = UserCommand::ChangePassword { password_hash };
+        version = commands
+            .execute::<User>(&id, change, ctx, step_expect())
+            .await
+            .map_err(lift)?
+            .version;
+    }
+    Ok(version)
 }

@@ -28,6 +28,16 @@ pub enum Expect {
     Version(u64),
 }
 
+impl Expect {
+    /// Whether an aggregate at `version` is what the caller expects.
+    pub fn admits(self, version: u64) -> bool {
+        match self {
+            Expect::Any => true,
+            Expect::Version(expected) => expected == version,
+        }
+    }
+}
+
 /// The aggregate after the command, and its version (its last event sequence).
 #[derive(Debug)]
 pub struct Outcome<A: Aggregate> {

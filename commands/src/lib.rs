@@ -12,6 +12,8 @@
 //! - [`executor`]: [`Commands`], the one way to run a command.
 //! - [`events`]: reading stored events in commit order (relay, replay, history).
 //! - [`passwords`]: argon2id hashing and verification, off the async threads.
+//! - [`accounts`], [`photos`]: use cases that span aggregates (sign-up, users,
+//!   a customer's photo), run as short sagas over [`Commands::execute`].
 //! - [`objects`]: the object store for photo bytes (S3 via `minio`, or local files).
 
 pub mod accounts;
@@ -23,6 +25,7 @@ pub mod events;
 pub mod executor;
 pub mod objects;
 pub mod passwords;
+pub mod photos;
 
 pub use context::CommandContext;
 pub use db::{Db, Dialect};

@@ -103,6 +103,9 @@ pub struct Photo {
     pub image: Option<StoredImage>,
     pub for_customer: Option<CustomerId>,
     pub attached_to: Option<CustomerId>,
+    /// The customer version recorded as showing this photo.
+    #[serde(default)]
+    pub attached_at: Option<u64>,
     pub rejected: Option<String>,
 }
 
@@ -132,7 +135,21 @@ impl Photo {
             _ if self.rejected.is_some() => Err(PhotoError::Rejected(
                 self.rejected.clone().unwrap_or_default(),
             )),
-            C::Attach { customer_id, .. } if self.attached_to == Some(customer_id) => Ok(vec![]),
+            // The same customer: a later version that shows it is recorded
+            // (the photo was claimed before the customer's own write landed).
+            C::Attach {
+                customer_id,
+                customer_version,
+            } if self.attached_to == Some(customer_id) => {
+                Ok(if self.attached_at < Some(customer_version) {
+                    vec![E::PhotoAttached {
+                        customer_id,
+                        customer_version,
+                    }]
+                } else {
+                    vec![]
+                })
+            }
             C::Attach { .. } if self.attached_to.is_some() => Err(PhotoError::AttachedElsewhere),
             C::Attach {
                 customer_id,
@@ -191,8 +208,17 @@ impl Aggregate for Photo {
                 self.image = Some(image);
                 self.for_customer = for_customer;
             }
-            PhotoEvent::PhotoAttached { customer_id, .. } => self.attached_to = Some(customer_id),
-            PhotoEvent::PhotoDetached { .. } => self.attached_to = None,
+            PhotoEvent::PhotoAttached {
+                customer_id,
+                customer_version,
+            } => {
+                self.attached_to = Some(customer_id);
+                self.attached_at = Some(customer_version);
+            }
+            PhotoEvent::PhotoDetached { .. } => {
+                self.attached_to = None;
+                self.attached_at = None;
+            }
             PhotoEvent::PhotoRejected { reason } => self.rejected = Some(reason),
         }
     }

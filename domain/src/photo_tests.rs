@@ -123,14 +123,25 @@ fn attaching_records_the_customer_and_its_version() {
 }
 
 #[test]
-fn attaching_again_to_the_same_customer_emits_nothing() {
+fn attaching_again_to_the_same_customer_at_its_version_emits_nothing() {
+    PhotoTest::with(())
+        .given(vec![uploaded(None), attached(customer(1), 2)])
+        .when(PhotoCommand::Attach {
+            customer_id: customer(1),
+            customer_version: 2,
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_later_version_of_the_same_customer_is_recorded() {
     PhotoTest::with(())
         .given(vec![uploaded(None), attached(customer(1), 2)])
         .when(PhotoCommand::Attach {
             customer_id: customer(1),
             customer_version: 5,
         })
-        .then_expect_events(vec![]);
+        .then_expect_events(vec![attached(customer(1), 5)]);
 }
 
 #[test]

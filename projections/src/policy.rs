@@ -2,20 +2,21 @@
 //! service calls another directly.
 //!
 //! [`PhotoAttachPolicy`] is upload flow option 2: `PhotoUploaded` with a
-//! target customer → `AttachPhoto` on the customer → `Attach` on the photo
-//! (recording the customer version that shows it), or `Reject` with a reason
-//! when the customer is gone. Every step is idempotent, so a redelivered
-//! event changes nothing the second time.
+//! target customer → the same attach as `PUT /v1/customers/{id}/photo`
+//! ([`commands::photos::attach_photo`]), or `Reject` with a reason when the
+//! customer is gone. Every step is idempotent, so a redelivered event changes
+//! nothing the second time.
 use async_trait::async_trait;
 use commands::context::{META_COMPANY_ID, META_CORRELATION_ID, META_USER_ID};
 use commands::events::StoredEvent;
+use commands::photos::{self, PhotoChangeError};
 use commands::{CommandContext, CommandError, Commands, Expect};
-use domain::customer::{Customer, CustomerCommand, CustomerError};
+use domain::customer::CustomerError;
 use domain::photo::{Photo, PhotoCommand, PhotoError, PhotoEvent};
 use domain::{CompanyId, PhotoId, UserId};
 use uuid::Uuid;
 
-use crate::feed::{Handled, Handler};
+use crate::feed::handler::{Handled, Handler};
 
 pub struct PhotoAttachPolicy {
     commands: Commands,
@@ -70,66 +71,53 @@ impl Handler for PhotoAttachPolicy {
         let Some(ctx) = context_of(event) else {
             return Handled::Poison("event metadata has no company or user".into());
         };
-        let photo_id = event.aggregate_id.clone();
-        let Ok(photo) = Uuid::parse_str(&photo_id).map(PhotoId) else {
+        let Ok(photo) = Uuid::parse_str(&event.aggregate_id).map(PhotoId) else {
             return Handled::Poison("photo id is not a uuid".into());
         };
-        // A photo with any event after its upload was already settled
-        // (attached, rejected, or attached and since replaced): a late
-        // redelivery must not attach it again over a newer photo.
-        match self.commands.load::<Photo>(&photo_id, ctx.company_id).await {
-            Ok(Some((_, version))) if version > 1 => return Handled::Done,
+        // Past its upload, a photo claimed for another customer, or released
+        // again (attached and since replaced, or rejected), was settled: a
+        // late redelivery must not attach it again over a newer photo. One
+        // claimed for this customer may be a crash between the claim and the
+        // customer's step: finish it.
+        match self
+            .commands
+            .load::<Photo>(&event.aggregate_id, ctx.company_id)
+            .await
+        {
+            Ok(Some((current, version)))
+                if version > 1 && current.attached_to != Some(customer) =>
+            {
+                return Handled::Done
+            }
             Ok(_) => {}
             Err(error) => return retry_or_poison(error),
         }
-        let attach = CustomerCommand::AttachPhoto {
-            photo_id: photo,
-            by,
-        };
-        let attached = self
-            .commands
-            .execute::<Customer>(&customer.to_string(), attach, &ctx, Expect::Any)
-            .await;
-        let photo_command = match attached {
-            Ok(outcome) => {
-                if let Some(domain::customer::CustomerEvent::CustomerPhotoAttached {
-                    replaced: Some(old),
-                    ..
-                }) = outcome.events.first()
-                {
-                    let detach = PhotoCommand::Detach {
-                        customer_id: customer,
-                    };
-                    if let Err(e) = self
-                        .commands
-                        .execute::<Photo>(&old.to_string(), detach, &ctx, Expect::Any)
-                        .await
-                    {
-                        tracing::warn!(photo = %old, error = %e, "could not mark the replaced photo detached");
-                    }
-                }
-                PhotoCommand::Attach {
-                    customer_id: customer,
-                    customer_version: outcome.version,
-                }
+        let attached =
+            photos::attach_photo(&self.commands, &ctx, customer, photo, by, Expect::Any).await;
+        let reason = match attached {
+            Ok(_) => return Handled::Done,
+            // Another customer shows it, or it was rejected: already settled.
+            Err(CommandError::Domain(PhotoChangeError::Photo(
+                PhotoError::AttachedElsewhere | PhotoError::Rejected(_),
+            ))) => return Handled::Done,
+            Err(
+                CommandError::NotFound
+                | CommandError::Domain(PhotoChangeError::Customer(CustomerError::NotFound)),
+            ) => "the customer does not exist",
+            Err(CommandError::Domain(PhotoChangeError::Customer(CustomerError::Deleted))) => {
+                "the customer was deleted before the photo could be attached"
             }
-            Err(CommandError::NotFound | CommandError::Domain(CustomerError::NotFound)) => {
-                PhotoCommand::Reject {
-                    reason: "the customer does not exist".into(),
-                }
-            }
-            Err(CommandError::Domain(CustomerError::Deleted)) => PhotoCommand::Reject {
-                reason: "the customer was deleted before the photo could be attached".into(),
-            },
             Err(other) => return retry_or_poison(other),
+        };
+        let reject = PhotoCommand::Reject {
+            reason: reason.into(),
         };
         match self
             .commands
-            .execute::<Photo>(&photo_id, photo_command, &ctx, Expect::Any)
+            .execute::<Photo>(&event.aggregate_id, reject, &ctx, Expect::Any)
             .await
         {
             Ok(_) => Handled::Done,
-            // Already settled by an earlier delivery.
             Err(CommandError::Domain(PhotoError::AttachedElsewhere | PhotoError::Rejected(_))) => {
                 Handled::Done
             }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{timestamp, PageParams, Reply};
 use crate::api_keys::{self, ApiKeyRow};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::company::CompanyDto;
 use super::users::{load_user, UserDto};
 use super::Reply;
-use crate::auth::{Caller, CallerKind};
+use crate::caller::{Caller, CallerKind};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Json, WaitFor};
 use crate::ratelimit::LoginGate;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{found, timestamp, Reply};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{IfMatch, Json, WaitFor};
 use crate::state::AppState;
@@ -104,7 +104,7 @@ pub async fn rename_company(
             &caller.company_id.to_string(),
             CompanyCommand::Rename { name },
             &caller.context(),
-            super::users::expect(expected),
+            expected,
         )
         .await?;
     let token = ConsistencyToken::applied("company", caller.company_id, outcome.version);

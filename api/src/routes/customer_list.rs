@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::customers::CustomerDto;
 use super::{PageParams, Reply};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Query, WaitFor};
 use crate::state::AppState;
@@ -19,9 +19,6 @@ pub struct CustomerPage {
     items: Vec<CustomerDto>,
     next_cursor: Option<String>,
 }
-
-/// The longest `?q=` of the customer list, in characters.
-pub const MAX_QUERY_CHARS: usize = 200;
 
 /// The orders of the customer list.
 #[derive(Clone, Copy, Deserialize, ToSchema)]
@@ -110,7 +107,7 @@ impl CustomerListParams {
         if self
             .q
             .as_ref()
-            .is_some_and(|q| q.chars().count() > MAX_QUERY_CHARS)
+            .is_some_and(|q| q.chars().count() > crate::validate::MAX_QUERY_CHARS)
         {
             return Err(ApiError::bad_request("q must be at most 200 characters"));
         }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::customers::{customer_history, CustomerDto, History};
 use super::photos::PhotoMetadata;
 use super::{found, Reply};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiResult, Problem};
 use crate::extract::Path;
 use crate::state::AppState;

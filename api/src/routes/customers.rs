@@ -3,10 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use commands::{CommandError, Expect};
+use commands::photos::{self, PhotoChange, PhotoChangeError};
+use commands::CommandError;
 use domain::customer::{Customer, CustomerCommand, CustomerDetails, CustomerError, DetailsChange};
-use domain::photo::{Photo, PhotoCommand, PhotoError};
-use domain::values::{Email, FieldChange, Notes, PersonName, Phone};
+use domain::photo::Photo;
+use domain::values::{Email, Notes, PersonName, Phone};
 use domain::{CustomerId, PhotoId};
 use projections::consistency::ConsistencyToken;
 use projections::read::customers::CustomerRow;
@@ -16,9 +17,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::users::expect;
 use super::{found, no_content, timestamp, Reply};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, WaitFor};
 use crate::photo_urls::PhotoUrls;
@@ -157,19 +157,6 @@ pub struct History {
     items: Vec<HistoryEntry>,
 }
 
-fn optional_change<T>(
-    fields: &mut Fields,
-    field: &str,
-    raw: Option<Option<String>>,
-    parse: impl FnOnce(&str) -> Result<T, domain::values::InvalidValue>,
-) -> Option<FieldChange<T>> {
-    match raw {
-        None => None,
-        Some(None) => Some(FieldChange::Cleared),
-        Some(Some(raw)) => fields.parse(field, &raw, parse).map(FieldChange::Set),
-    }
-}
-
 /// Answers a write with the customer as its events leave it (folded from
 /// its stream). It never waits for a view; the token lets a later read wait
 /// for one.
@@ -236,73 +223,6 @@ async fn with_photo_details(
     Ok(row)
 }
 
-/// Checks a photo can be shown by `customer`: it exists in the caller's
-/// company and is not attached to another customer.
-async fn check_photo(
-    state: &AppState,
-    caller: &Caller,
-    photo: PhotoId,
-    customer: CustomerId,
-) -> ApiResult<()> {
-    let Some((photo, _)) = state
-        .commands
-        .load::<Photo>(&photo.to_string(), caller.company_id)
-        .await?
-    else {
-        return Err(ApiError::not_found());
-    };
-    match (photo.attached_to, &photo.rejected) {
-        (_, Some(reason)) => Err(ApiError::conflict(format!(
-            "the photo was rejected: {reason}"
-        ))),
-        (Some(other), _) if other != customer => Err(ApiError::conflict(
-            "the photo is attached to another customer",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Records on the photos that `customer` now shows `photo` (and no longer `replaced`).
-async fn settle_photos(
-    state: &AppState,
-    caller: &Caller,
-    customer: CustomerId,
-    version: u64,
-    photo: Option<PhotoId>,
-    replaced: Option<PhotoId>,
-) -> ApiResult<ConsistencyToken> {
-    let ctx = caller.context();
-    let mut token = ConsistencyToken::default();
-    if let Some(photo) = photo {
-        let attach = PhotoCommand::Attach {
-            customer_id: customer,
-            customer_version: version,
-        };
-        let outcome = state
-            .commands
-            .execute::<Photo>(&photo.to_string(), attach, &ctx, Expect::Any)
-            .await?;
-        token = token.and(ConsistencyToken::applied("photo", photo, outcome.version));
-    }
-    if let Some(old) = replaced.filter(|old| Some(*old) != photo) {
-        let detach = PhotoCommand::Detach {
-            customer_id: customer,
-        };
-        match state
-            .commands
-            .execute::<Photo>(&old.to_string(), detach, &ctx, Expect::Any)
-            .await
-        {
-            Ok(outcome) => {
-                token = token.and(ConsistencyToken::applied("photo", old, outcome.version))
-            }
-            Err(CommandError::Domain(PhotoError::Rejected(_))) => {}
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Ok(token)
-}
-
 /// Creates a customer.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = CreateCustomer,
     params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
@@ -333,9 +253,6 @@ pub async fn create_customer(
         (None, None) => Uuid::now_v7(),
     });
     let photo = body.photo_id.map(PhotoId);
-    if let Some(photo) = photo {
-        check_photo(&state, &caller, photo, id).await?;
-    }
     let register = CustomerCommand::Register {
         customer_id: id,
         company_id: caller.company_id,
@@ -350,44 +267,45 @@ pub async fn create_customer(
         by: caller.user_id,
     };
     let ctx = caller.context().with_request_digest(digest.clone());
-    let (version, written) = match state
-        .commands
-        .execute::<Customer>(&id.to_string(), register, &ctx, Expect::Any)
-        .await
-    {
-        Ok(outcome) if outcome.version as usize == outcome.events.len() => {
-            let written = projections::views::fold_new::<Customers>(
-                &id.to_string(),
-                &ctx.occurred_at_text(),
-                outcome.events,
-            )
-            .map_err(ApiError::internal)?;
-            (outcome.version, written.map(CustomerRow::from))
-        }
-        Ok(outcome) => (outcome.version, None),
-        Err(CommandError::Domain(CustomerError::AlreadyExists)) if key.is_some() => {
-            // A repeat of the same Idempotency-Key: answer as the first time.
-            crate::idempotency::same_request::<Customer>(
-                &state,
-                &id.to_string(),
-                digest.as_deref(),
-            )
-            .await?;
-            match state
-                .commands
-                .load::<Customer>(&id.to_string(), caller.company_id)
-                .await?
-            {
-                Some((_, version)) => (version, None),
-                None => return Err(ApiError::conflict("a customer with this id already exists")),
+    let (version, photos, written) =
+        match photos::register_customer(&state.commands, &ctx, id, register).await {
+            Ok(PhotoChange { customer, photos }) => {
+                let written = match customer.version as usize == customer.events.len() {
+                    true => projections::views::fold_new::<Customers>(
+                        &id.to_string(),
+                        &ctx.occurred_at_text(),
+                        customer.events,
+                    )
+                    .map_err(ApiError::internal)?
+                    .map(CustomerRow::from),
+                    false => None,
+                };
+                (customer.version, photos, written)
             }
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let mut token = ConsistencyToken::applied("customer", id, version);
-    if photo.is_some() {
-        token = token.and(settle_photos(&state, &caller, id, version, photo, None).await?);
-    }
+            Err(CommandError::Domain(PhotoChangeError::Customer(CustomerError::AlreadyExists)))
+                if key.is_some() =>
+            {
+                // A repeat of the same Idempotency-Key: answer as the first time.
+                crate::idempotency::same_request::<Customer>(
+                    &state,
+                    &id.to_string(),
+                    digest.as_deref(),
+                )
+                .await?;
+                match state
+                    .commands
+                    .load::<Customer>(&id.to_string(), caller.company_id)
+                    .await?
+                {
+                    Some((_, version)) => (version, vec![], None),
+                    None => {
+                        return Err(ApiError::conflict("a customer with this id already exists"))
+                    }
+                }
+            }
+            Err(error) => return Err(error.into()),
+        };
+    let token = photo_token(id, version, &photos);
     match written {
         // A new customer: its reply needs no read.
         Some(row) => reply_with(&state, &caller, row, token, version, StatusCode::CREATED).await,
@@ -431,9 +349,9 @@ pub async fn update_customer(
     let change = DetailsChange {
         name: fields.not_null("name", body.name, PersonName::parse),
         surname: fields.not_null("surname", body.surname, PersonName::parse),
-        email: optional_change(&mut fields, "email", body.email, Email::parse),
-        phone: optional_change(&mut fields, "phone", body.phone, Phone::parse),
-        notes: optional_change(&mut fields, "notes", body.notes, Notes::parse),
+        email: fields.nullable("email", body.email, Email::parse),
+        phone: fields.nullable("phone", body.phone, Phone::parse),
+        notes: fields.nullable("notes", body.notes, Notes::parse),
     };
     fields.finish()?;
     let id = CustomerId(id);
@@ -443,12 +361,7 @@ pub async fn update_customer(
     };
     let outcome = state
         .commands
-        .execute::<Customer>(
-            &id.to_string(),
-            command,
-            &caller.context(),
-            expect(expected),
-        )
+        .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
     reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
@@ -468,12 +381,7 @@ pub async fn delete_customer(
     let command = CustomerCommand::Delete { by: caller.user_id };
     let outcome = state
         .commands
-        .execute::<Customer>(
-            &id.to_string(),
-            command,
-            &caller.context(),
-            expect(expected),
-        )
+        .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
     Ok(no_content(token))
@@ -493,12 +401,7 @@ pub async fn restore_customer(
     let command = CustomerCommand::Restore { by: caller.user_id };
     let outcome = state
         .commands
-        .execute::<Customer>(
-            &id.to_string(),
-            command,
-            &caller.context(),
-            expect(expected),
-        )
+        .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
         .await?;
     let token = ConsistencyToken::applied("customer", id, outcome.version);
     reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
@@ -521,35 +424,16 @@ pub async fn set_photo(
 ) -> ApiResult<Reply<CustomerDto>> {
     let id = CustomerId(id);
     let photo = PhotoId(body.photo_id);
-    if state
-        .commands
-        .load::<Customer>(&id.to_string(), caller.company_id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::not_found());
-    }
-    check_photo(&state, &caller, photo, id).await?;
-    let command = CustomerCommand::AttachPhoto {
-        photo_id: photo,
-        by: caller.user_id,
-    };
-    let outcome = state
-        .commands
-        .execute::<Customer>(
-            &id.to_string(),
-            command,
-            &caller.context(),
-            expect(expected),
-        )
-        .await?;
-    let replaced = match outcome.events.first() {
-        Some(domain::customer::CustomerEvent::CustomerPhotoAttached { replaced, .. }) => *replaced,
-        _ => None,
-    };
-    let token = ConsistencyToken::applied("customer", id, outcome.version)
-        .and(settle_photos(&state, &caller, id, outcome.version, Some(photo), replaced).await?);
-    reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
+    let change = photos::attach_photo(
+        &state.commands,
+        &caller.context(),
+        id,
+        photo,
+        caller.user_id,
+        expected,
+    )
+    .await?;
+    reply_photo_change(&state, &caller, id, change).await
 }
 
 /// Removes the customer's photo.
@@ -563,39 +447,34 @@ pub async fn remove_photo(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Reply<CustomerDto>> {
     let id = CustomerId(id);
-    let command = CustomerCommand::DetachPhoto { by: caller.user_id };
-    let (version, detached) = match state
-        .commands
-        .execute::<Customer>(
-            &id.to_string(),
-            command,
-            &caller.context(),
-            expect(expected),
-        )
-        .await
-    {
-        Ok(outcome) => match outcome.events.first() {
-            Some(domain::customer::CustomerEvent::CustomerPhotoDetached { photo_id, .. }) => {
-                (outcome.version, Some(*photo_id))
-            }
-            _ => (outcome.version, None),
-        },
-        // Removing a photo that is not there leaves the customer as it is.
-        Err(CommandError::Domain(CustomerError::NoPhoto)) => {
-            match state
-                .commands
-                .load::<Customer>(&id.to_string(), caller.company_id)
-                .await?
-            {
-                Some((_, version)) => (version, None),
-                None => return Err(ApiError::not_found()),
-            }
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let token = ConsistencyToken::applied("customer", id, version)
-        .and(settle_photos(&state, &caller, id, version, None, detached).await?);
-    reply_customer(&state, &caller, id, token, version, StatusCode::OK).await
+    let change = photos::remove_photo(
+        &state.commands,
+        &caller.context(),
+        id,
+        caller.user_id,
+        expected,
+    )
+    .await?;
+    reply_photo_change(&state, &caller, id, change).await
+}
+
+/// A customer's write and the photos it touched, as one consistency token.
+fn photo_token(id: CustomerId, version: u64, photos: &[(PhotoId, u64)]) -> ConsistencyToken {
+    photos.iter().fold(
+        ConsistencyToken::applied("customer", id, version),
+        |token, (photo, version)| token.and(ConsistencyToken::applied("photo", *photo, *version)),
+    )
+}
+
+async fn reply_photo_change(
+    state: &AppState,
+    caller: &Caller,
+    id: CustomerId,
+    change: PhotoChange,
+) -> ApiResult<Reply<CustomerDto>> {
+    let version = change.customer.version;
+    let token = photo_token(id, version, &change.photos);
+    reply_customer(state, caller, id, token, version, StatusCode::OK).await
 }
 
 /// The customer's events, oldest first: who changed what, when.

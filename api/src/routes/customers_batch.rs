@@ -4,6 +4,7 @@
 //! those of one request per operation; they run in order and one failing
 //! does not undo or stop the others.
 use axum::extract::State;
+use commands::Expect;
 use projections::consistency::ConsistencyToken;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use super::customers::{create_customer, delete_customer, update_customer};
 use super::Reply;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{parse_if_match, IdempotencyKey, IfMatch, Json, Path};
 use crate::state::AppState;
@@ -125,7 +126,7 @@ async fn run(
     let expected = match operation.if_match.as_deref() {
         Some(raw) => parse_if_match(raw)
             .map_err(|_| ApiError::field(&field("if_match"), "must be an ETag like \"3\""))?,
-        None => None,
+        None => Expect::Any,
     };
     let id = || {
         operation

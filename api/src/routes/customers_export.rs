@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use super::customer_list::CustomerListParams;
 use super::customers::CustomerDto;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiResult;
 use crate::extract::Query;
 use crate::photo_urls::PhotoUrls;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use utoipa::{IntoParams, ToSchema};
 
 use super::Reply;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::Query;
 use crate::state::AppState;

@@ -3,9 +3,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use commands::{accounts, passwords, Expect};
+use commands::{accounts, passwords};
 use domain::user::{User, UserCommand};
-use domain::values::{Email, FieldChange, PersonName, Role, Title};
+use domain::values::{Email, PersonName, Role, Title};
 use domain::{CompanyId, UserId};
 use projections::consistency::ConsistencyToken;
 use projections::read::users::UserRow;
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{found, no_content, timestamp, PageParams, Reply};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{nullable, IdempotencyKey, IfMatch, Json, Path, Query, WaitFor};
 use crate::state::AppState;
@@ -109,10 +109,6 @@ pub struct UpdateUser {
 pub struct ChangeRole {
     #[schema(schema_with = crate::spec::role, required = true)]
     role: Option<String>,
-}
-
-pub fn expect(version: Option<u64>) -> Expect {
-    version.map_or(Expect::Any, Expect::Version)
 }
 
 /// The user as the view shows it, with its version.
@@ -318,22 +314,18 @@ pub async fn update_user(
     if caller.user_id != id {
         caller.require_admin()?;
     }
+    let update = parse_update(body)?;
+    let version =
+        accounts::update_user(&state.commands, &caller.context(), id, update, expected).await?;
+    reply_user(&state, &caller, id, version, StatusCode::OK).await
+}
+
+/// The body's changes as domain values, every invalid field reported at once.
+fn parse_update(body: UpdateUser) -> ApiResult<accounts::UserUpdate> {
     let mut fields = Fields::default();
     let name = fields.not_null("name", body.name, PersonName::parse);
-    let surname = match body.surname {
-        None => None,
-        Some(None) => Some(FieldChange::Cleared),
-        Some(Some(raw)) => fields
-            .parse("surname", &raw, PersonName::parse)
-            .map(FieldChange::Set),
-    };
-    let title = match body.title {
-        None => None,
-        Some(None) => Some(FieldChange::Cleared),
-        Some(Some(raw)) => fields
-            .parse("title", &raw, Title::parse)
-            .map(FieldChange::Set),
-    };
+    let surname = fields.nullable("surname", body.surname, PersonName::parse);
+    let title = fields.nullable("title", body.title, Title::parse);
     let email = fields.not_null("email", body.email, Email::parse);
     let password = match body.password {
         None => None,
@@ -344,58 +336,13 @@ pub async fn update_user(
         Some(raw) => fields.password("password", raw.as_deref()),
     };
     fields.finish()?;
-    let ctx = caller.context();
-    let Some((current, mut version)) = state
-        .commands
-        .load::<User>(&id.to_string(), caller.company_id)
-        .await?
-    else {
-        return Err(ApiError::not_found());
-    };
-    if current.removed {
-        return Err(ApiError::not_found());
-    }
-    if let Some(expected) = expected {
-        if expected != version {
-            return Err(commands::CommandError::<domain::user::UserError>::Stale {
-                current: version,
-            }
-            .into());
-        }
-    }
-    if name.is_some() || surname.is_some() || title.is_some() {
-        let change = UserCommand::ChangeProfile {
-            name,
-            surname,
-            title,
-        };
-        version = state
-            .commands
-            .execute::<User>(&id.to_string(), change, &ctx, expect(expected))
-            .await?
-            .version;
-    }
-    if let Some(email) = email {
-        version = accounts::change_email(&state.commands, &ctx, id, current.email.clone(), email)
-            .await?
-            .version;
-    }
-    if let Some(password) = password {
-        let password_hash = passwords::hash(password)
-            .await
-            .map_err(ApiError::internal)?;
-        version = state
-            .commands
-            .execute::<User>(
-                &id.to_string(),
-                UserCommand::ChangePassword { password_hash },
-                &ctx,
-                Expect::Any,
-            )
-            .await?
-            .version;
-    }
-    reply_user(&state, &caller, id, version, StatusCode::OK).await
+    Ok(accounts::UserUpdate {
+        name,
+        surname,
+        title,
+        email,
+        password,
+    })
 }
 
 /// Makes a user an admin or a plain user (admins only); the last admin cannot be demoted.
@@ -421,14 +368,8 @@ pub async fn change_role(
         return Err(ApiError::internal("validated role missing"));
     };
     let id = UserId(id);
-    let outcome = accounts::change_role(
-        &state.commands,
-        &caller.context(),
-        id,
-        role,
-        expect(expected),
-    )
-    .await?;
+    let outcome =
+        accounts::change_role(&state.commands, &caller.context(), id, role, expected).await?;
     reply_user(&state, &caller, id, outcome.version, StatusCode::OK).await
 }
 
@@ -447,8 +388,7 @@ pub async fn delete_user(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let id = UserId(id);
-    let outcome =
-        accounts::remove_user(&state.commands, &caller.context(), id, expect(expected)).await?;
+    let outcome = accounts::remove_user(&state.commands, &caller.context(), id, expected).await?;
     let token = ConsistencyToken::applied("user", id, outcome.version);
     state.await_token(caller.company_id, Some(&token)).await;
     Ok(no_content(token))

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{found, timestamp, PageParams, Reply};
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{nullable, Json, Path, Query};
 use crate::state::AppState;

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use commands::events::StoredEvent;
 
-use super::relay::{subject_of, subject_with};
+use super::subject::{subject_of, subject_with};
 
 /// At most this many bytes of events in one message (NATS refuses payloads
 /// over its `max_payload`, 1 MiB by default).

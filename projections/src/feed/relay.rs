@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
+use super::subject::SUBJECT_PREFIX;
+
 pub const STREAM: &str = "CRM_EVENTS";
-pub const SUBJECT_PREFIX: &str = "crm.events";
 /// Events per step.
 pub const BATCH: usize = 500;
 /// JetStream drops a second message with the same `Nats-Msg-Id` within this window.
@@ -145,45 +146,6 @@ pub fn server_urls(urls: &str) -> Vec<&str> {
 /// Whether the NATS connection is up right now (for readiness checks).
 pub async fn bus_ready(client: &async_nats::Client) -> bool {
     client.connection_state() == async_nats::connection::State::Connected
-}
-
-/// One subject token: NATS separates tokens with `.` and gives `*`, `>` and
-/// whitespace meaning, so anything outside `[A-Za-z0-9_-]` becomes `_`.
-pub(crate) fn token(raw: &str) -> String {
-    if raw.is_empty() {
-        return "_".to_owned();
-    }
-    raw.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// `crm.events.<company>.<aggregate_type>.<id>`.
-pub fn subject(event: &StoredEvent) -> String {
-    subject_with(SUBJECT_PREFIX, event)
-}
-
-pub fn subject_with(prefix: &str, event: &StoredEvent) -> String {
-    let company = event
-        .meta(commands::context::META_COMPANY_ID)
-        .unwrap_or("none");
-    subject_of(prefix, company, &event.aggregate_type, &event.aggregate_id)
-}
-
-/// `<prefix>.<company>.<aggregate_type>.<id>`, each part one token.
-pub(crate) fn subject_of(prefix: &str, company: &str, aggregate_type: &str, id: &str) -> String {
-    format!(
-        "{prefix}.{}.{}.{}",
-        token(company),
-        token(aggregate_type),
-        token(id)
-    )
 }
 
 /// The right to publish: a session advisory lock held on a connection of its
@@ -600,21 +562,6 @@ pub(crate) async fn pause(shutdown: &mut watch::Receiver<bool>, duration: Durati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn event(company: Option<&str>, aggregate_type: &str, id: &str) -> StoredEvent {
-        StoredEvent {
-            position: 1,
-            transaction_id: 1,
-            aggregate_type: aggregate_type.into(),
-            aggregate_id: id.into(),
-            sequence: 1,
-            event_type: "X".into(),
-            event_version: "1.0".into(),
-            payload: json!({}),
-            metadata: company.map_or(json!({}), |c| json!({ "company_id": c })),
-        }
-    }
 
     #[test]
     fn a_nats_url_may_list_several_servers() {
@@ -624,21 +571,5 @@ mod tests {
             vec!["nats://a:4222", "nats://b:4222", "nats://c:4222"]
         );
         assert!(server_urls(" , ").is_empty());
-    }
-
-    #[test]
-    fn subjects_have_safe_tokens() {
-        assert_eq!(
-            subject(&event(Some("c-1"), "user", "ada.l@example.com")),
-            "crm.events.c-1.user.ada_l_example_com"
-        );
-        assert_eq!(
-            subject(&event(None, "company", "x y*>")),
-            "crm.events.none.company.x_y__"
-        );
-        assert_eq!(
-            subject(&event(Some(""), "customer", "id")),
-            "crm.events._.customer.id"
-        );
     }
 }

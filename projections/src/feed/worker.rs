@@ -19,7 +19,8 @@ use sqlx::AnyPool;
 use std::time::Duration;
 use tokio::sync::{watch, Mutex};
 
-use super::relay::{self, pause, token};
+use super::relay::{self, pause};
+use super::subject::{token, SUBJECT_PREFIX};
 use super::{park, Handled, Handler};
 
 /// Deliveries of one message before JetStream gives up on it.
@@ -121,7 +122,7 @@ impl Worker {
             pool,
             handler,
             stream: relay::STREAM.to_owned(),
-            subject_prefix: relay::SUBJECT_PREFIX.to_owned(),
+            subject_prefix: SUBJECT_PREFIX.to_owned(),
             ack_wait: ACK_WAIT,
             replicas: relay::DEFAULT_REPLICAS,
             consumer: Mutex::new(None),
