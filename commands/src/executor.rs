@@ -199,6 +199,8 @@ impl Commands {
     }
 
     /// Runs `command` against aggregate `id` on behalf of `ctx`.
+    // No aggregate id in the span: an email claim's id is an address.
+    #[tracing::instrument(name = "command", skip_all, fields(aggregate = A::TYPE, company = %ctx.company_id))]
     pub async fn execute<A>(
         &self,
         id: &str,

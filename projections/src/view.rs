@@ -103,6 +103,7 @@ pub async fn apply(
 /// Applies a run of events in delivery order in one transaction (one commit
 /// for the run): each event gets its verdict. A database error rolls the
 /// whole run back; an unreadable event changes nothing and the rest apply.
+#[tracing::instrument(name = "view_apply", skip_all, fields(view = view.name(), events = events.len()))]
 pub async fn apply_batch(
     db: &Db,
     view: &dyn Projection,

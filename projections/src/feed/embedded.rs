@@ -94,6 +94,7 @@ impl EmbeddedFeed {
     }
 
     /// One step: process the next batch; returns how many events it handled.
+    #[tracing::instrument(name = "embedded_batch", skip_all)]
     pub async fn process_next_batch(&self) -> Result<usize, String> {
         let after = self.checkpoint().await.map_err(|e| e.to_string())?;
         let events = read_committed_after(self.commands.db(), after, BATCH)

@@ -352,6 +352,7 @@ impl Relay {
     /// checkpoint past them. Returns how many events it published. The
     /// caller should hold the [`Lease`] ([`Relay::run`] does); without it,
     /// two relays only publish duplicates, which JetStream drops.
+    #[tracing::instrument(name = "relay_batch", skip_all)]
     pub async fn publish_next_batch(&self) -> Result<usize, RelayError> {
         self.publish_after(None)
             .await

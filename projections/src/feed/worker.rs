@@ -216,6 +216,7 @@ impl Worker {
 
     /// One step: pulls up to `max` messages, waiting at most `wait` for them,
     /// and settles each with the handler. Returns how many it processed.
+    #[tracing::instrument(name = "worker_batch", skip_all, fields(handler = self.handler.name()))]
     pub async fn process_next_batch(
         &self,
         max: usize,
