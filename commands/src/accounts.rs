@@ -179,6 +179,22 @@ async fn revoke_admin(
         .map_err(lift)
 }
 
+/// The user, unless it is missing, removed or of another company.
+async fn existing_user(
+    commands: &Commands,
+    ctx: &CommandContext,
+    user_id: UserId,
+) -> AccountResult<(User, u64)> {
+    match commands
+        .load_existing::<User>(&user_id.to_string(), ctx.company_id)
+        .await
+        .map_err(lift)?
+    {
+        (user, _) if user.removed => Err(CommandError::NotFound),
+        found => Ok(found),
+    }
+}
+
 /// Changes a user's role. The roster decides first, so the last admin can
 /// never be demoted, even by two admins demoting each other at once.
 pub async fn change_role(
@@ -189,16 +205,7 @@ pub async fn change_role(
     expect: Expect,
 ) -> AccountResult<Outcome<User>> {
     // Check the user belongs to the caller's company before touching the roster.
-    let Some((user, _)) = commands
-        .load::<User>(&user_id.to_string(), ctx.company_id)
-        .await
-        .map_err(lift)?
-    else {
-        return Err(CommandError::NotFound);
-    };
-    if user.removed {
-        return Err(CommandError::NotFound);
-    }
+    existing_user(commands, ctx, user_id).await?;
     match role {
         Role::Admin => grant_admin(commands, ctx, ctx.company_id, user_id).await?,
         Role::User => revoke_admin(commands, ctx, user_id).await?,
@@ -222,16 +229,7 @@ pub async fn remove_user(
     user_id: UserId,
     expect: Expect,
 ) -> AccountResult<Outcome<User>> {
-    let Some((user, _)) = commands
-        .load::<User>(&user_id.to_string(), ctx.company_id)
-        .await
-        .map_err(lift)?
-    else {
-        return Err(CommandError::NotFound);
-    };
-    if user.removed {
-        return Err(CommandError::NotFound);
-    }
+    let (user, _) = existing_user(commands, ctx, user_id).await?;
     revoke_admin(commands, ctx, user_id).await?;
     let outcome = commands
         .execute::<User>(&user_id.to_string(), UserCommand::Remove, ctx, expect)
@@ -307,16 +305,7 @@ pub async fn update_user(
         None => None,
     };
     let id = user_id.to_string();
-    let Some((current, mut version)) = commands
-        .load::<User>(&id, ctx.company_id)
-        .await
-        .map_err(lift)?
-    else {
-        return Err(CommandError::NotFound);
-    };
-    if current.removed {
-        return Err(CommandError::NotFound);
-    }
+    let (current, mut version) = existing_user(commands, ctx, user_id).await?;
     if !expect.admits(version) {
         return Err(CommandError::Stale { current: version });
     }

@@ -316,6 +316,19 @@ impl Commands {
         })
     }
 
+    /// [`Commands::load`] for an aggregate that must exist: a missing one (or
+    /// another company's) is [`CommandError::NotFound`].
+    pub async fn load_existing<A>(
+        &self,
+        id: &str,
+        company: domain::CompanyId,
+    ) -> Result<(A, u64), CommandError<A::Error>>
+    where
+        A: Tenanted<Services = ()>,
+    {
+        self.load(id, company).await?.ok_or(CommandError::NotFound)
+    }
+
     /// The current state and version of an aggregate of the caller's company,
     /// for checks a command needs beyond its own aggregate. `None` when it
     /// does not exist or belongs to another company.

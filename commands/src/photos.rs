@@ -66,13 +66,10 @@ async fn claim(
     customer_version: u64,
 ) -> PhotoChangeResult<Claim> {
     let id = photo.to_string();
-    let Some((current, _)) = commands
-        .load::<Photo>(&id, ctx.company_id)
+    let (current, _) = commands
+        .load_existing::<Photo>(&id, ctx.company_id)
         .await
-        .map_err(lift)?
-    else {
-        return Err(CommandError::NotFound);
-    };
+        .map_err(lift)?;
     let attach = PhotoCommand::Attach {
         customer_id: customer,
         customer_version,
@@ -194,13 +191,10 @@ pub async fn attach_photo(
     expect: Expect,
 ) -> PhotoChangeResult<PhotoChange> {
     let id = customer.to_string();
-    let Some((current, version)) = commands
-        .load::<Customer>(&id, ctx.company_id)
+    let (current, version) = commands
+        .load_existing::<Customer>(&id, ctx.company_id)
         .await
-        .map_err(lift)?
-    else {
-        return Err(CommandError::NotFound);
-    };
+        .map_err(lift)?;
     if !expect.admits(version) {
         return Err(CommandError::Stale { current: version });
     }
@@ -270,13 +264,10 @@ pub async fn remove_photo(
     {
         Ok(outcome) => outcome,
         Err(CommandError::Domain(CustomerError::NoPhoto)) => {
-            let Some((state, version)) = commands
-                .load::<Customer>(&id, ctx.company_id)
+            let (state, version) = commands
+                .load_existing::<Customer>(&id, ctx.company_id)
                 .await
-                .map_err(lift)?
-            else {
-                return Err(CommandError::NotFound);
-            };
+                .map_err(lift)?;
             Outcome {
                 state,
                 version,
