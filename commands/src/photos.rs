@@ -51,7 +51,8 @@ pub struct PhotoChange {
 struct Claim {
     photo: PhotoId,
     version: u64,
-    /// Whether this claim made the attachment (and so must undo it on failure).
+    /// Whether this claim wrote the attachment (and so must undo it on
+    /// failure); a photo this customer already held at that version needs none.
     new: bool,
 }
 
@@ -65,23 +66,18 @@ async fn claim(
     customer: CustomerId,
     customer_version: u64,
 ) -> PhotoChangeResult<Claim> {
-    let id = photo.to_string();
-    let (current, _) = commands
-        .load_existing::<Photo>(&id, ctx.company_id)
-        .await
-        .map_err(lift)?;
     let attach = PhotoCommand::Attach {
         customer_id: customer,
         customer_version,
     };
     let outcome = commands
-        .execute::<Photo>(&id, attach, ctx, Expect::Any)
+        .execute::<Photo>(&photo.to_string(), attach, ctx, Expect::Any)
         .await
         .map_err(lift)?;
     Ok(Claim {
         photo,
         version: outcome.version,
-        new: current.attached_to != Some(customer),
+        new: !outcome.events.is_empty(),
     })
 }
 

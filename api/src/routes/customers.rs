@@ -270,15 +270,17 @@ pub async fn create_customer(
     let (version, photos, written) =
         match photos::register_customer(&state.commands, &ctx, id, register).await {
             Ok(PhotoChange { customer, photos }) => {
-                let written = match customer.version as usize == customer.events.len() {
-                    true => projections::views::fold_new::<Customers>(
+                // Its whole stream is these events: the row folds from them alone.
+                let written = if customer.version as usize == customer.events.len() {
+                    projections::views::fold_new::<Customers>(
                         &id.to_string(),
                         &ctx.occurred_at_text(),
                         customer.events,
                     )
                     .map_err(ApiError::internal)?
-                    .map(CustomerRow::from),
-                    false => None,
+                    .map(CustomerRow::from)
+                } else {
+                    None
                 };
                 (customer.version, photos, written)
             }
