@@ -167,11 +167,14 @@ async fn load<F: Fold>(
     conn: &mut AnyConnection,
     table: &str,
     ids: &[&str],
+    lock: bool,
 ) -> Result<HashMap<String, F::Row>, sqlx::Error> {
     let mut rows = HashMap::with_capacity(ids.len());
+    // Locked in id order, so that two writers never wait on each other in a cycle.
+    let lock = if lock { " ORDER BY id FOR UPDATE" } else { "" };
     for chunk in ids.chunks(MAX_PARAMETERS / 4) {
         let sql = format!(
-            "SELECT {} FROM {table} WHERE id IN ({})",
+            "SELECT {} FROM {table} WHERE id IN ({}){lock}",
             column_list(F::COLUMNS),
             numbered(1, chunk.len())
         );
@@ -253,23 +256,100 @@ async fn upsert<F: Fold>(
     Ok(written)
 }
 
-async fn delete_words(
+/// Deletes the given `(company_id, word, customer_id)` keys, along the key:
+/// the words table has no index by customer, so a stale word is found by the
+/// words its row had.
+async fn delete_word_keys(
     conn: &mut AnyConnection,
     words: &str,
-    ids: &[&str],
+    keys: &[[String; 3]],
 ) -> Result<(), sqlx::Error> {
-    for chunk in ids.chunks(MAX_PARAMETERS) {
+    for chunk in keys.chunks(MAX_PARAMETERS / 3) {
         let sql = format!(
-            "DELETE FROM {words} WHERE customer_id IN ({})",
-            numbered(1, chunk.len())
+            "DELETE FROM {words} WHERE (company_id, word, customer_id) IN ({})",
+            placeholders(chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
+        for [company, word, owner] in chunk {
+            query = query
+                .bind(company.as_str())
+                .bind(word.as_str())
+                .bind(owner.as_str());
         }
         query.execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Deletes every word of rows whose stored words this writer never saw (a
+/// row another worker inserted after the load). Along the company's part of
+/// the key: rare, and bounded by the company's words.
+async fn delete_unseen_words(
+    conn: &mut AnyConnection,
+    words: &str,
+    rows: &[[String; 2]],
+) -> Result<(), sqlx::Error> {
+    for [company, owner] in rows {
+        sqlx::query(&format!(
+            "DELETE FROM {words} WHERE company_id = $1 AND customer_id = $2"
+        ))
+        .bind(company.as_str())
+        .bind(owner.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// How a run changes the words table.
+#[derive(Debug, Default, PartialEq)]
+struct WordChanges {
+    gone: Vec<[String; 3]>,
+    new: Vec<[String; 3]>,
+    unseen: Vec<[String; 2]>,
+}
+
+/// The words to delete and insert for the rows a run wrote (`written`: by
+/// id, whether the upsert inserted the row): for a loaded row, only the
+/// words that differ between before and after; for a row that was missing
+/// at load time but that the upsert found (another worker inserted it since),
+/// all of its stored words go and all of its new ones come.
+fn word_changes<F: Fold>(
+    touched: &BTreeMap<String, Touched<F::Row>>,
+    written: &HashMap<String, bool>,
+) -> WordChanges {
+    let mut changes = WordChanges::default();
+    for (id, row) in touched {
+        let Some(&inserted) = written.get(id) else {
+            continue;
+        };
+        let before = row.before.as_ref().and_then(F::words);
+        let after = F::words(&row.after);
+        if before == after && row.before.is_some() {
+            continue;
+        }
+        let old: HashSet<&String> = before.iter().flat_map(|(_, w)| w).collect();
+        let kept: HashSet<&String> = after.iter().flat_map(|(_, w)| w).collect();
+        if let Some((company, words)) = &before {
+            for word in words.iter().filter(|w| !kept.contains(w)) {
+                changes
+                    .gone
+                    .push([company.clone(), word.clone(), id.clone()]);
+            }
+        }
+        let unseen = row.before.is_none() && !inserted;
+        if let Some((company, words)) = &after {
+            if unseen {
+                changes.unseen.push([company.clone(), id.clone()]);
+            }
+            for word in words.iter().filter(|w| unseen || !old.contains(w)) {
+                changes
+                    .new
+                    .push([company.clone(), word.clone(), id.clone()]);
+            }
+        }
+    }
+    changes
 }
 
 /// One `(company_id, word, customer_id)` row per word of each row in `owners`.
@@ -287,17 +367,6 @@ fn each_word<'r, F: Fold>(
             }
         }
     }
-}
-
-fn word_rows<'r, F: Fold>(
-    touched: &'r BTreeMap<String, Touched<F::Row>>,
-    owners: &[&'r str],
-) -> Vec<[String; 3]> {
-    let mut out = vec![];
-    each_word::<F>(touched, owners.iter().copied(), |company, word, id| {
-        out.push([company.to_owned(), word.to_owned(), id.to_owned()]);
-    });
-    out
 }
 
 async fn insert_words(
@@ -347,7 +416,12 @@ pub async fn apply_run<F: Fold>(
     if ids.is_empty() {
         return Ok(vec![Applied::Ignored; events.len()]);
     }
-    let loaded = load::<F>(conn, table, &ids).await?;
+    // A row with words is locked from its load to the commit on Postgres
+    // (SQLite has one writer): the words deleted are those of the row as
+    // loaded, so no other writer may move it meanwhile. Locking no rows
+    // (a run of new customers) costs nothing.
+    let lock = words.is_some() && db.dialect() == Dialect::Postgres;
+    let loaded = load::<F>(conn, table, &ids, lock).await?;
     let run = fold_run::<F>(loaded, events);
     if run.touched.is_empty() {
         return Ok(run.verdicts);
@@ -356,25 +430,10 @@ pub async fn apply_run<F: Fold>(
     let rows: Vec<&F::Row> = run.touched.values().map(|t| &t.after).collect();
     let written = upsert::<F>(conn, db.dialect(), table, &rows).await?;
     if let Some(words) = words {
-        let reworded: Vec<&str> = run
-            .touched
-            .iter()
-            .filter(|(id, t)| {
-                written.contains_key(*id)
-                    && t.before.as_ref().map(F::words) != Some(F::words(&t.after))
-            })
-            .map(|(id, _)| id.as_str())
-            .collect();
-        // A row missing at load time may have been inserted since by another
-        // worker (Postgres; SQLite has one writer), with words of its own,
-        // unless this upsert is what inserted it.
-        let stale: Vec<&str> = reworded
-            .iter()
-            .copied()
-            .filter(|id| run.touched[*id].before.is_some() || written.get(*id) == Some(&false))
-            .collect();
-        delete_words(conn, words, &stale).await?;
-        insert_words(conn, words, word_rows::<F>(&run.touched, &reworded)).await?;
+        let changes = word_changes::<F>(&run.touched, &written);
+        delete_word_keys(conn, words, &changes.gone).await?;
+        delete_unseen_words(conn, words, &changes.unseen).await?;
+        insert_words(conn, words, changes.new).await?;
     }
     // An event whose row another writer moved past it meanwhile: a duplicate.
     Ok(events
@@ -412,7 +471,7 @@ pub async fn load_new<F: Fold>(
         .filter(|(_, seq)| **seq > 1)
         .map(|(id, _)| *id)
         .collect();
-    let loaded = load::<F>(conn, table, &known).await?;
+    let loaded = load::<F>(conn, table, &known, false).await?;
     let run = fold_run::<F>(loaded, events);
     if run.touched.is_empty() {
         return Ok(run.verdicts);
@@ -530,5 +589,86 @@ mod tests {
             ],
         );
         assert_eq!(out, "\"a \"\"b\"\"\",,7,\n");
+    }
+
+    use crate::views::customers::{Customer, Customers};
+
+    fn customer(surname: &str, email: Option<&str>, last_seq: i64) -> Customer {
+        Customer {
+            id: "c1".into(),
+            company_id: "k".into(),
+            name: "Ada".into(),
+            surname: surname.into(),
+            email: email.map(Into::into),
+            phone: None,
+            notes: None,
+            photo_id: None,
+            created_by: "u".into(),
+            created_at: "t".into(),
+            updated_by: "u".into(),
+            updated_at: "t".into(),
+            deleted_at: None,
+            last_seq,
+        }
+    }
+
+    fn changes(before: Option<Customer>, after: Customer, inserted: Option<bool>) -> WordChanges {
+        let touched = BTreeMap::from([("c1".to_owned(), Touched { before, after })]);
+        let written = inserted
+            .map(|i| HashMap::from([("c1".to_owned(), i)]))
+            .unwrap_or_default();
+        word_changes::<Customers>(&touched, &written)
+    }
+
+    fn keys(words: &[&str]) -> Vec<[String; 3]> {
+        words
+            .iter()
+            .map(|w| ["k".to_owned(), (*w).to_owned(), "c1".to_owned()])
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_row_deletes_only_the_words_it_lost_and_inserts_only_new_ones() {
+        let before = customer("Lovelace", Some("ada@example.com"), 1);
+        let after = customer("Byron", None, 2);
+        let got = changes(Some(before), after, Some(false));
+        assert_eq!(
+            got.gone,
+            keys(&["ada@example.com", "com", "example", "lovelace"])
+        );
+        assert_eq!(got.new, keys(&["byron"]));
+        assert!(got.unseen.is_empty());
+    }
+
+    #[test]
+    fn a_row_with_the_same_words_changes_no_words() {
+        let before = customer("Lovelace", None, 1);
+        let mut after = customer("Lovelace", None, 2);
+        after.phone = Some("+44 1".into());
+        assert_eq!(
+            changes(Some(before), after, Some(false)),
+            WordChanges::default()
+        );
+    }
+
+    #[test]
+    fn a_new_row_inserts_all_its_words() {
+        let got = changes(None, customer("Lovelace", None, 1), Some(true));
+        assert_eq!(got.new, keys(&["ada", "lovelace"]));
+        assert!(got.gone.is_empty() && got.unseen.is_empty());
+    }
+
+    #[test]
+    fn a_row_another_writer_inserted_after_the_load_replaces_all_its_words() {
+        let got = changes(None, customer("Lovelace", None, 2), Some(false));
+        assert_eq!(got.unseen, vec![["k".to_owned(), "c1".to_owned()]]);
+        assert_eq!(got.new, keys(&["ada", "lovelace"]));
+    }
+
+    #[test]
+    fn a_row_the_upsert_did_not_write_changes_no_words() {
+        let before = customer("Lovelace", None, 3);
+        let after = customer("Byron", None, 4);
+        assert_eq!(changes(Some(before), after, None), WordChanges::default());
     }
 }
