@@ -6,15 +6,12 @@ use commands::objects::{local::LocalStore, s3::S3Store, ObjectStore};
 use commands::{Commands, Db};
 use futures::FutureExt;
 use projections::feed::embedded::EmbeddedFeed;
-use projections::feed::relay::Relay;
+use projections::feed::relay::{Relay, RELAY_NAME};
 use projections::feed::worker::Worker;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-
-/// The checkpoint row of the relay this binary runs.
-const RELAY_NAME: &str = "main";
 
 use crate::config::Config;
 

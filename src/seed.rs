@@ -6,9 +6,9 @@
 //! then one `CustomerRegistered` per customer), serialized the same way
 //! (payload = the domain event enum as JSON, type and version from
 //! `DomainEvent`, metadata from [`CommandContext::metadata`]). They are
-//! written straight into the event table in large batches (`COPY` on
-//! Postgres, multi-row `INSERT`s on SQLite), then every view is rebuilt from
-//! the store.
+//! appended in large batches through the command side's bulk append
+//! ([`commands::append::load`]: `COPY` on Postgres, multi-row `INSERT`s on
+//! SQLite), then every view is rebuilt from the store.
 //!
 //! Seeded history is projected here, not replayed through the feeds: when the
 //! relay (or the embedded feed) had caught up before the seed, its checkpoint
@@ -19,16 +19,17 @@
 //! password is [`PASSWORD`]; the password is hashed once and the hash reused.
 use anyhow::{bail, Context};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use commands::db::EventPool;
+use commands::append::NewEvent;
+use commands::events::committed_head;
 use commands::{CommandContext, Db};
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::Aggregate;
 use domain::company::{Company, CompanyEvent};
 use domain::customer::{Customer, CustomerEvent};
 use domain::email_claim::{EmailClaim, EmailClaimEvent};
 use domain::user::{User, UserEvent};
 use domain::values::{CompanyName, Email, Notes, PersonName, Phone, Role};
 use domain::{CompanyId, UserId};
-use sqlx::Row;
+use projections::feed;
 use std::time::Instant;
 use uuid::Uuid;
 
@@ -38,8 +39,6 @@ use crate::config::Config;
 pub const PASSWORD: &str = "seed-password-1";
 /// Events written per transaction.
 const BATCH_EVENTS: usize = 20_000;
-/// Rows per multi-row `INSERT` on SQLite (7 parameters each).
-const SQLITE_ROWS_PER_INSERT: usize = 1_000;
 
 /// The login of seeded company `n`'s admin.
 pub fn admin_email(n: u32) -> String {
@@ -165,77 +164,25 @@ impl Dice {
     }
 }
 
-/// One event row as the event store holds it.
-struct EventRow {
-    aggregate_type: &'static str,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
-}
-
-impl EventRow {
-    fn new<A: Aggregate>(
-        id: String,
-        sequence: i64,
-        event: &A::Event,
-        ctx: &CommandContext,
-    ) -> anyhow::Result<Self> {
-        // Through `Value`, as the event repositories serialize.
-        let payload = serde_json::to_value(event)?;
-        let metadata = serde_json::to_value(ctx.metadata())?;
-        Ok(Self {
-            aggregate_type: A::TYPE,
-            aggregate_id: id,
-            sequence,
-            event_type: event.event_type(),
-            event_version: event.event_version(),
-            payload: payload.to_string(),
-            metadata: metadata.to_string(),
-        })
-    }
-
-    /// One line of `COPY ... (FORMAT csv)`.
-    fn push_csv(&self, out: &mut String) {
-        fn field(out: &mut String, text: &str) {
-            out.push('"');
-            for c in text.chars() {
-                if c == '"' {
-                    out.push('"');
-                }
-                out.push(c);
-            }
-            out.push('"');
-        }
-        field(out, self.aggregate_type);
-        out.push(',');
-        field(out, &self.aggregate_id);
-        out.push(',');
-        out.push_str(&self.sequence.to_string());
-        out.push(',');
-        field(out, &self.event_type);
-        out.push(',');
-        field(out, &self.event_version);
-        out.push(',');
-        field(out, &self.payload);
-        out.push(',');
-        field(out, &self.metadata);
-        out.push('\n');
-    }
-}
-
-/// Writes batches of events, each batch in one transaction.
+/// Appends events in batches, each batch in one transaction.
 struct Writer<'a> {
     db: &'a Db,
-    pending: Vec<EventRow>,
+    pending: Vec<NewEvent>,
     written: u64,
 }
 
 impl Writer<'_> {
-    async fn push(&mut self, row: EventRow) -> anyhow::Result<()> {
-        self.pending.push(row);
+    /// Queues `event` of aggregate `id` (type `A`) at `sequence`, as the
+    /// command in `ctx` would have committed it.
+    async fn push<A: Aggregate>(
+        &mut self,
+        id: String,
+        sequence: i64,
+        event: &A::Event,
+        ctx: &CommandContext,
+    ) -> anyhow::Result<()> {
+        self.pending
+            .push(NewEvent::new::<A>(id, sequence, event, &ctx.metadata())?);
         if self.pending.len() >= BATCH_EVENTS {
             self.flush().await?;
         }
@@ -243,140 +190,11 @@ impl Writer<'_> {
     }
 
     async fn flush(&mut self) -> anyhow::Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        match &self.db.events {
-            EventPool::Postgres(pool) => {
-                let mut csv = String::with_capacity(self.pending.len() * 700);
-                for row in &self.pending {
-                    row.push_csv(&mut csv);
-                }
-                let mut conn = pool.acquire().await?;
-                let mut copy = conn
-                    .copy_in_raw(
-                        "COPY events (aggregate_type, aggregate_id, sequence, event_type, \
-                         event_version, payload, metadata) FROM STDIN (FORMAT csv)",
-                    )
-                    .await?;
-                copy.send(csv.into_bytes()).await?;
-                copy.finish().await?;
-            }
-            EventPool::Sqlite(pool) => {
-                let mut tx = pool.begin().await?;
-                for chunk in self.pending.chunks(SQLITE_ROWS_PER_INSERT) {
-                    let mut sql = String::from(
-                        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, \
-                         event_version, payload, metadata) VALUES ",
-                    );
-                    for i in 0..chunk.len() {
-                        if i > 0 {
-                            sql.push(',');
-                        }
-                        sql.push_str("(?, ?, ?, ?, ?, ?, ?)");
-                    }
-                    let mut query = sqlx::query(&sql);
-                    for row in chunk {
-                        query = query
-                            .bind(row.aggregate_type)
-                            .bind(row.aggregate_id.as_str())
-                            .bind(row.sequence)
-                            .bind(row.event_type.as_str())
-                            .bind(row.event_version.as_str())
-                            .bind(row.payload.as_str())
-                            .bind(row.metadata.as_str());
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-            }
-        }
+        commands::append::load(self.db, &self.pending).await?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
     }
-}
-
-/// Where the feeds stand before and after: the newest event in commit order.
-async fn head(db: &Db) -> anyhow::Result<Option<(String, i64)>> {
-    Ok(match &db.events {
-        EventPool::Postgres(pool) => sqlx::query(
-            "SELECT transaction_id::text AS t, global_position AS p FROM events \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-        )
-        .fetch_optional(pool)
-        .await?
-        .map(|row| Ok::<_, sqlx::Error>((row.try_get("t")?, row.try_get("p")?)))
-        .transpose()?,
-        EventPool::Sqlite(pool) => {
-            sqlx::query("SELECT '0' AS t, rowid AS p FROM events ORDER BY rowid DESC LIMIT 1")
-                .fetch_optional(pool)
-                .await?
-                .map(|row| Ok::<_, sqlx::Error>((row.try_get("t")?, row.try_get("p")?)))
-                .transpose()?
-        }
-    })
-}
-
-/// Whether the default feed had delivered everything up to `before`.
-async fn feed_caught_up(db: &Db, before: &Option<(String, i64)>) -> anyhow::Result<bool> {
-    let Some((txid, position)) = before else {
-        return Ok(true);
-    };
-    Ok(match &db.events {
-        EventPool::Postgres(pool) => sqlx::query(
-            "SELECT (transaction_id::xid8, global_position) >= ($1::text::xid8, $2) AS ok \
-             FROM relay_checkpoint WHERE name = 'main'",
-        )
-        .bind(txid)
-        .bind(position)
-        .fetch_optional(pool)
-        .await?
-        .map(|row| row.try_get::<bool, _>("ok"))
-        .transpose()?
-        .unwrap_or(false),
-        EventPool::Sqlite(pool) => sqlx::query(
-            "SELECT position >= $1 AS ok FROM projection_checkpoints WHERE name = 'embedded'",
-        )
-        .bind(position)
-        .fetch_optional(pool)
-        .await?
-        .map(|row| row.try_get::<bool, _>("ok"))
-        .transpose()?
-        .unwrap_or(false),
-    })
-}
-
-/// Moves the default feed's checkpoint to `to` (the newest seeded event).
-async fn skip_feed_to(db: &Db, (txid, position): &(String, i64)) -> anyhow::Result<()> {
-    let now = Utc::now().to_rfc3339();
-    match &db.events {
-        EventPool::Postgres(pool) => {
-            sqlx::query(
-                "INSERT INTO relay_checkpoint (name, transaction_id, global_position, updated_at) \
-                 VALUES ('main', $1, $2, $3) ON CONFLICT (name) DO UPDATE SET \
-                 transaction_id = excluded.transaction_id, \
-                 global_position = excluded.global_position, updated_at = excluded.updated_at",
-            )
-            .bind(txid)
-            .bind(position)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        }
-        EventPool::Sqlite(pool) => {
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, position, updated_at) \
-                 VALUES ('embedded', $1, $2) ON CONFLICT (name) DO UPDATE SET \
-                 position = excluded.position, updated_at = excluded.updated_at",
-            )
-            .bind(position)
-            .bind(now)
-            .execute(pool)
-            .await?;
-        }
-    }
-    Ok(())
 }
 
 fn ascii_key(text: &str) -> String {
@@ -396,8 +214,8 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
             admin_email(0)
         );
     }
-    let before = head(&db).await?;
-    let caught_up = feed_caught_up(&db, &before).await?;
+    let before = committed_head(&db).await?;
+    let caught_up = feed::default_checkpoint(&db).await? >= before;
 
     let started = Instant::now();
     let password_hash = commands::passwords::hash(PASSWORD.to_owned())
@@ -431,12 +249,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
         };
         let claimed = EmailClaimEvent::EmailClaimed { user_id: admin };
         writer
-            .push(EventRow::new::<EmailClaim>(
-                email.normalized(),
-                1,
-                &claimed,
-                &signup,
-            )?)
+            .push::<EmailClaim>(email.normalized(), 1, &claimed, &signup)
             .await?;
         let registered = CompanyEvent::CompanyRegistered {
             company_id: company,
@@ -444,12 +257,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
             founding_admin: admin,
         };
         writer
-            .push(EventRow::new::<Company>(
-                company.to_string(),
-                1,
-                &registered,
-                &signup,
-            )?)
+            .push::<Company>(company.to_string(), 1, &registered, &signup)
             .await?;
         let user = UserEvent::UserRegistered {
             company_id: company,
@@ -461,7 +269,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
             password_hash: password_hash.clone(),
         };
         writer
-            .push(EventRow::new::<User>(admin.to_string(), 1, &user, &signup)?)
+            .push::<User>(admin.to_string(), 1, &user, &signup)
             .await?;
         for k in 0..customers_per_company {
             let first = dice.pick(FIRST_NAMES);
@@ -508,12 +316,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
                 by: admin,
             };
             writer
-                .push(EventRow::new::<Customer>(
-                    Uuid::now_v7().to_string(),
-                    1,
-                    &event,
-                    &ctx,
-                )?)
+                .push::<Customer>(Uuid::now_v7().to_string(), 1, &event, &ctx)
                 .await?;
         }
     }
@@ -540,9 +343,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
         );
     }
     if caught_up {
-        if let Some(after) = head(&db).await? {
-            skip_feed_to(&db, &after).await?;
-        }
+        feed::skip_default_to(&db, committed_head(&db).await?).await?;
     } else {
         println!("the feed was behind before the seed: it will deliver the seeded events too");
     }

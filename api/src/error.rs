@@ -197,6 +197,15 @@ impl From<projections::view::ProjectionError> for ApiError {
     }
 }
 
+impl From<commands::photos::UploadError> for ApiError {
+    fn from(error: commands::photos::UploadError) -> Self {
+        match error {
+            commands::photos::UploadError::Command(error) => error.into(),
+            commands::photos::UploadError::Objects(error) => error.into(),
+        }
+    }
+}
+
 impl From<ObjectStoreError> for ApiError {
     fn from(error: ObjectStoreError) -> Self {
         match error {

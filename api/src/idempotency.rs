@@ -61,6 +61,23 @@ pub async fn same_request<A: domain::Tenanted>(
     }
 }
 
+/// A repeat of the request that created aggregate `id` with this `digest`
+/// ([`same_request`]): the aggregate and version to answer with as the first
+/// time, `None` if the caller's company holds no such aggregate.
+pub async fn first_result<A>(
+    state: &AppState,
+    company: CompanyId,
+    id: &str,
+    digest: Option<&str>,
+) -> Result<Option<(A, u64)>, ApiError>
+where
+    A: domain::Tenanted<Services = ()>,
+    A::Error: commands::error::Classified,
+{
+    same_request::<A>(state, id, digest).await?;
+    Ok(state.commands.load::<A>(id, company).await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,4 +125,48 @@ impl Fields {
             Err(ApiError::invalid(self.errors))
         }
     }
+
+    /// [`Fields::finish`], then the values [`Fields::required`] returned:
+    /// each is present once no error was recorded, so the caller need not
+    /// check again.
+    pub fn finish_with<R: Required>(self, required: R) -> ApiResult<R::Values> {
+        self.finish()?;
+        required
+            .present()
+            .ok_or_else(|| ApiError::internal("a required field was neither parsed nor refused"))
+    }
+}
+
+/// What [`Fields::required`] returned for one or more fields.
+pub trait Required {
+    type Values;
+    fn present(self) -> Option<Self::Values>;
+}
+
+impl<A> Required for Option<A> {
+    type Values = A;
+    fn present(self) -> Option<A> {
+        self
+    }
+}
+
+impl<A, B> Required for (Option<A>, Option<B>) {
+    type Values = (A, B);
+    fn present(self) -> Option<(A, B)> {
+        Some((self.0?, self.1?))
+    }
+}
+
+impl<A, B, C> Required for (Option<A>, Option<B>, Option<C>) {
+    type Values = (A, B, C);
+    fn present(self) -> Option<(A, B, C)> {
+        Some((self.0?, self.1?, self.2?))
+    }
+}
+
+impl<A, B, C, D> Required for (Option<A>, Option<B>, Option<C>, Option<D>) {
+    type Values = (A, B, C, D);
+    fn present(self) -> Option<(A, B, C, D)> {
+        Some((self.0?, self.1?, self.2?, self.3?))
+    }
 }

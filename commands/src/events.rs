@@ -62,6 +62,22 @@ pub struct Checkpoint {
     pub position: i64,
 }
 
+impl Checkpoint {
+    /// A checkpoint as the checkpoint tables store it (the transaction id as
+    /// text); `None`, a feed that has none yet, is the start.
+    pub fn stored(row: Option<(String, i64)>) -> Result<Self, sqlx::Error> {
+        let Some((transaction_id, position)) = row else {
+            return Ok(Self::default());
+        };
+        Ok(Self {
+            transaction_id: transaction_id.parse().map_err(|e| {
+                sqlx::Error::Decode(format!("checkpoint {transaction_id:?}: {e}").into())
+            })?,
+            position,
+        })
+    }
+}
+
 const COLUMNS: &str =
     "aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
 

@@ -113,11 +113,10 @@ impl<A: Aggregate> Store<A> {
 }
 
 /// Commits `events` after sequence `after` of aggregate `id` on Postgres as
-/// one multi-row `INSERT`: one round trip, atomic as its own transaction.
-/// postgres-es would open a transaction and insert them one by one (three
-/// round trips for one event); the rows are the same as its own (payload and
-/// metadata serialized as cqrs-es serializes them), and a taken sequence is
-/// the same optimistic-lock conflict.
+/// one multi-row `INSERT` ([`crate::append::insert`]): one round trip, atomic
+/// as its own transaction. postgres-es would open a transaction and insert
+/// them one by one (three round trips for one event); the rows are the same
+/// as its own, and a taken sequence is the same optimistic-lock conflict.
 async fn insert_events<A: Aggregate>(
     pool: &sqlx::PgPool,
     id: &str,
@@ -125,43 +124,16 @@ async fn insert_events<A: Aggregate>(
     events: &[A::Event],
     metadata: &std::collections::HashMap<String, String>,
 ) -> Result<(), AggregateError<A::Error>> {
-    use cqrs_es::DomainEvent;
-    let unexpected = |e: serde_json::Error| AggregateError::UnexpectedError(Box::new(e));
-    let metadata = serde_json::to_value(metadata).map_err(unexpected)?;
-    let mut sql = String::from(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, \
-         payload, metadata) VALUES ",
-    );
-    for i in 0..events.len() {
-        let n = i * 7;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7
-        ));
-    }
-    let mut query = sqlx::query(&sql);
-    for (i, event) in events.iter().enumerate() {
-        let payload = serde_json::to_value(event).map_err(unexpected)?;
-        query = query
-            .bind(A::TYPE)
-            .bind(id)
-            .bind((after + 1 + i) as i64)
-            .bind(event.event_type())
-            .bind(event.event_version())
-            .bind(payload)
-            .bind(metadata.clone());
-    }
-    match query.execute(pool).await {
-        Ok(_) => Ok(()),
+    let rows = events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            crate::append::NewEvent::new::<A>(id, (after + 1 + i) as i64, event, metadata)
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+    match crate::append::insert(pool, &rows).await {
+        Ok(()) => Ok(()),
         // As postgres-es classifies them.
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
             Err(AggregateError::AggregateConflict)

@@ -10,6 +10,7 @@
 //! - [`db`]: the event store database (Postgres via postgres-es, or SQLite via
 //!   sqlite-es) and our own migrations.
 //! - [`executor`]: [`Commands`], the one way to run a command.
+//! - [`append`]: writing event rows, for a command and in bulk (the seed).
 //! - [`events`]: reading stored events in commit order (relay, replay, history).
 //! - [`passwords`]: argon2id hashing and verification, off the async threads.
 //! - [`accounts`], [`photos`]: use cases that span aggregates (sign-up, users,
@@ -17,6 +18,7 @@
 //! - [`objects`]: the object store for photo bytes (S3 via `minio`, or local files).
 
 pub mod accounts;
+pub mod append;
 pub mod applied;
 pub mod context;
 pub mod db;

@@ -281,3 +281,52 @@ pub async fn remove_photo(
         photos,
     })
 }
+
+/// Why an upload was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error(transparent)]
+    Command(#[from] CommandError<PhotoChangeError>),
+    #[error(transparent)]
+    Objects(#[from] crate::objects::ObjectStoreError),
+}
+
+/// Stores an uploaded image as photo `photo_id` and returns the photo's
+/// version. `for_customer` (upload option 2) must be a live customer of the
+/// caller's company; the attach itself follows from the event, through the
+/// policy. The object is written before the event, so an event never names
+/// a missing object.
+pub async fn upload_photo(
+    commands: &Commands,
+    objects: &dyn crate::objects::ObjectStore,
+    ctx: &CommandContext,
+    photo_id: PhotoId,
+    image: domain::photo::StoredImage,
+    bytes: bytes::Bytes,
+    for_customer: Option<CustomerId>,
+) -> Result<u64, UploadError> {
+    if let Some(customer) = for_customer {
+        let (customer, _) = commands
+            .load_existing::<Customer>(&customer.to_string(), ctx.company_id)
+            .await
+            .map_err(lift)?;
+        if customer.deleted {
+            return Err(CommandError::Domain(CustomerError::Deleted.into()).into());
+        }
+    }
+    objects
+        .put(image.object_key.as_str(), image.content_type.mime(), bytes)
+        .await?;
+    let upload = PhotoCommand::Upload {
+        photo_id,
+        company_id: ctx.company_id,
+        image,
+        for_customer,
+        by: ctx.user_id,
+    };
+    let outcome = commands
+        .execute::<Photo>(&photo_id.to_string(), upload, ctx, Expect::Any)
+        .await
+        .map_err(lift)?;
+    Ok(outcome.version)
+}

@@ -119,21 +119,7 @@ pub async fn signup(
             "signup is disabled on this server",
         ));
     }
-    let mut fields = Fields::default();
-    let company_name = fields.required(
-        "company_name",
-        body.company_name.as_deref(),
-        CompanyName::parse,
-    );
-    let name = fields.required("name", body.name.as_deref(), PersonName::parse);
-    let email = fields.required("email", body.email.as_deref(), Email::parse);
-    let password = fields.password("password", body.password.as_deref());
-    fields.finish()?;
-    let (Some(company_name), Some(name), Some(email), Some(password)) =
-        (company_name, name, email, password)
-    else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
+    let (company_name, name, email, password) = body.validated()?;
     let password_hash = passwords::hash(password)
         .await
         .map_err(ApiError::internal)?;
@@ -165,12 +151,7 @@ pub async fn signup(
     let company = super::company::company_from_store(&state, ctx.company_id).await?;
     let security_stamp = match folded_stamp {
         Some(stamp) => stamp,
-        None => {
-            projections::read::users::credentials_by_id(state.pool(), ctx.company_id, ctx.user_id)
-                .await?
-                .ok_or_else(ApiError::not_found)?
-                .security_stamp
-        }
+        None => stored_stamp(&state, ctx.company_id, ctx.user_id).await?,
     };
     let tokens = issue_tokens(&state, ctx.user_id, ctx.company_id, security_stamp, None).await?;
     Ok(Reply::ok(SignupResponse {
@@ -181,6 +162,33 @@ pub async fn signup(
     .status(StatusCode::CREATED)
     .token(token)
     .stale(stale))
+}
+
+impl SignupRequest {
+    /// The company name, admin name, email and password, or every invalid
+    /// field as one `422`.
+    fn validated(&self) -> ApiResult<(CompanyName, PersonName, Email, String)> {
+        let mut fields = Fields::default();
+        let company_name = fields.required(
+            "company_name",
+            self.company_name.as_deref(),
+            CompanyName::parse,
+        );
+        let name = fields.required("name", self.name.as_deref(), PersonName::parse);
+        let email = fields.required("email", self.email.as_deref(), Email::parse);
+        let password = fields.password("password", self.password.as_deref());
+        fields.finish_with((company_name, name, email, password))
+    }
+}
+
+/// The user's security stamp as the users view holds it.
+async fn stored_stamp(state: &AppState, company: CompanyId, user: UserId) -> ApiResult<i64> {
+    Ok(
+        projections::read::users::credentials_by_id(state.pool(), company, user)
+            .await?
+            .ok_or_else(ApiError::not_found)?
+            .security_stamp,
+    )
 }
 
 /// Exchanges an email and password for an access token and a refresh token.

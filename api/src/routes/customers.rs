@@ -237,81 +237,112 @@ pub async fn create_customer(
     Json(body): Json<CreateCustomer>,
 ) -> ApiResult<Reply<CustomerDto>> {
     let digest = key.as_ref().map(|_| crate::idempotency::digest(&body));
-    let mut fields = Fields::default();
-    let name = fields.required("name", body.name.as_deref(), PersonName::parse);
-    let surname = fields.required("surname", body.surname.as_deref(), PersonName::parse);
-    let email = fields.optional("email", body.email.as_deref(), Email::parse);
-    let phone = fields.optional("phone", body.phone.as_deref(), Phone::parse);
-    let notes = fields.optional("notes", body.notes.as_deref(), Notes::parse);
-    fields.finish()?;
-    let (Some(name), Some(surname)) = (name, surname) else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
     let id = CustomerId(match (body.id, &key) {
         (Some(id), _) => id,
         (None, Some(key)) => crate::idempotency::derived_id(caller.company_id, "customer", key),
         (None, None) => Uuid::now_v7(),
     });
-    let photo = body.photo_id.map(PhotoId);
     let register = CustomerCommand::Register {
         customer_id: id,
         company_id: caller.company_id,
-        details: CustomerDetails {
+        details: body.details()?,
+        photo: body.photo_id.map(PhotoId),
+        by: caller.user_id,
+    };
+    let ctx = caller.context().with_request_digest(digest.clone());
+    let registered = match photos::register_customer(&state.commands, &ctx, id, register).await {
+        Ok(change) => Registered::from_change(id, &ctx, change)?,
+        Err(CommandError::Domain(PhotoChangeError::Customer(CustomerError::AlreadyExists)))
+            if key.is_some() =>
+        {
+            Registered {
+                version: registered_before(&state, &caller, id, digest.as_deref()).await?,
+                photos: vec![],
+                row: None,
+            }
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let Registered {
+        version,
+        photos,
+        row,
+    } = registered;
+    let token = photo_token(id, version, &photos);
+    match row {
+        // A new customer: its reply needs no read.
+        Some(row) => reply_with(&state, &caller, row, token, version, StatusCode::CREATED).await,
+        None => reply_customer(&state, &caller, id, token, version, StatusCode::CREATED).await,
+    }
+}
+
+impl CreateCustomer {
+    /// The validated details, or every invalid field as one `422`.
+    fn details(&self) -> ApiResult<CustomerDetails> {
+        let mut fields = Fields::default();
+        let name = fields.required("name", self.name.as_deref(), PersonName::parse);
+        let surname = fields.required("surname", self.surname.as_deref(), PersonName::parse);
+        let email = fields.optional("email", self.email.as_deref(), Email::parse);
+        let phone = fields.optional("phone", self.phone.as_deref(), Phone::parse);
+        let notes = fields.optional("notes", self.notes.as_deref(), Notes::parse);
+        let (name, surname) = fields.finish_with((name, surname))?;
+        Ok(CustomerDetails {
             name,
             surname,
             email,
             phone,
             notes,
-        },
-        photo,
-        by: caller.user_id,
-    };
-    let ctx = caller.context().with_request_digest(digest.clone());
-    let (version, photos, written) =
-        match photos::register_customer(&state.commands, &ctx, id, register).await {
-            Ok(PhotoChange { customer, photos }) => {
-                // Its whole stream is these events: the row folds from them alone.
-                let written = if customer.version as usize == customer.events.len() {
-                    projections::views::fold_new::<Customers>(
-                        &id.to_string(),
-                        &ctx.occurred_at_text(),
-                        customer.events,
-                    )
-                    .map_err(ApiError::internal)?
-                    .map(CustomerRow::from)
-                } else {
-                    None
-                };
-                (customer.version, photos, written)
-            }
-            Err(CommandError::Domain(PhotoChangeError::Customer(CustomerError::AlreadyExists)))
-                if key.is_some() =>
-            {
-                // A repeat of the same Idempotency-Key: answer as the first time.
-                crate::idempotency::same_request::<Customer>(
-                    &state,
-                    &id.to_string(),
-                    digest.as_deref(),
-                )
-                .await?;
-                match state
-                    .commands
-                    .load::<Customer>(&id.to_string(), caller.company_id)
-                    .await?
-                {
-                    Some((_, version)) => (version, vec![], None),
-                    None => {
-                        return Err(ApiError::conflict("a customer with this id already exists"))
-                    }
-                }
-            }
-            Err(error) => return Err(error.into()),
+        })
+    }
+}
+
+/// A registration's version, the photos it claimed and, when the customer's
+/// whole stream is the events just written, its row folded from them alone.
+struct Registered {
+    version: u64,
+    photos: Vec<(PhotoId, u64)>,
+    row: Option<CustomerRow>,
+}
+
+impl Registered {
+    fn from_change(
+        id: CustomerId,
+        ctx: &commands::CommandContext,
+        PhotoChange { customer, photos }: PhotoChange,
+    ) -> ApiResult<Self> {
+        let row = if customer.version as usize == customer.events.len() {
+            projections::views::fold_new::<Customers>(
+                &id.to_string(),
+                &ctx.occurred_at_text(),
+                customer.events,
+            )
+            .map_err(ApiError::internal)?
+            .map(CustomerRow::from)
+        } else {
+            None
         };
-    let token = photo_token(id, version, &photos);
-    match written {
-        // A new customer: its reply needs no read.
-        Some(row) => reply_with(&state, &caller, row, token, version, StatusCode::CREATED).await,
-        None => reply_customer(&state, &caller, id, token, version, StatusCode::CREATED).await,
+        Ok(Self {
+            version: customer.version,
+            photos,
+            row,
+        })
+    }
+}
+
+/// A repeat of the same `Idempotency-Key`: the version to answer with as the
+/// first time (`409` if another request registered the id).
+async fn registered_before(
+    state: &AppState,
+    caller: &Caller,
+    id: CustomerId,
+    digest: Option<&str>,
+) -> ApiResult<u64> {
+    let id_text = id.to_string();
+    let first =
+        crate::idempotency::first_result::<Customer>(state, caller.company_id, &id_text, digest);
+    match first.await? {
+        Some((_, version)) => Ok(version),
+        None => Err(ApiError::conflict("a customer with this id already exists")),
     }
 }
 

@@ -8,12 +8,12 @@
 use axum::body::Body;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use commands::{CommandError, Expect};
-use domain::customer::Customer;
-use domain::photo::{Photo, PhotoCommand, PhotoError, StoredImage};
+use commands::photos::{self, PhotoChangeError, UploadError};
+use commands::CommandError;
+use domain::photo::{Photo, PhotoError, StoredImage};
 use domain::values::{ImageType, ObjectKey, Sha256Hex};
 use domain::{CompanyId, CustomerId, PhotoId};
 use projections::consistency::{ConsistencyToken, Requirement};
@@ -110,6 +110,41 @@ struct Upload {
     sha256: String,
 }
 
+impl Upload {
+    /// The image as photo `photo_id` stores it, and the photo as the reply
+    /// shows it.
+    fn described(
+        &self,
+        state: &AppState,
+        company: CompanyId,
+        photo_id: PhotoId,
+        customer: Option<CustomerId>,
+    ) -> ApiResult<(StoredImage, PhotoDto)> {
+        let image = StoredImage {
+            object_key: ObjectKey::for_photo(company, photo_id),
+            content_type: self.image,
+            size: self.bytes.len() as u64,
+            sha256: Sha256Hex::parse(&self.sha256).map_err(ApiError::internal)?,
+        };
+        let urls = &state.settings.photo_urls;
+        let dto = PhotoDto {
+            id: photo_id.to_string(),
+            url: urls.url(&company.to_string(), &photo_id.to_string()),
+            content_type: self.image.mime().to_owned(),
+            size: self.bytes.len() as i64,
+            sha256: self.sha256.clone(),
+            customer_id: customer.map(|c| c.to_string()),
+        };
+        Ok((image, dto))
+    }
+
+    /// What an `Idempotency-Key` stands for: these bytes, for this customer.
+    fn digest(&self, customer: Option<CustomerId>) -> String {
+        let customer = customer.map(|c| c.to_string()).unwrap_or_default();
+        crate::idempotency::digest_bytes(&[self.sha256.as_bytes(), customer.as_bytes()])
+    }
+}
+
 fn multipart_error(error: MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the photo is too large")
@@ -162,19 +197,66 @@ pub async fn upload_photo(
     IdempotencyKey(key): IdempotencyKey,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Reply<PhotoDto>> {
-    let mut multipart = multipart.map_err(|rejection| {
+    let multipart = multipart.map_err(|rejection| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("expected multipart/form-data: {}", rejection.body_text()),
         )
     })?;
+    let (upload, customer) = read_form(multipart, state.settings.max_upload_bytes).await?;
+    let photo_id = PhotoId(match &key {
+        Some(key) => crate::idempotency::derived_id(caller.company_id, "photo", key),
+        None => Uuid::now_v7(),
+    });
+    let digest = key.as_ref().map(|_| upload.digest(customer));
+    // Before the object is written: a key reused for another file must not
+    // replace the first file's bytes.
+    crate::idempotency::same_request::<Photo>(&state, &photo_id.to_string(), digest.as_deref())
+        .await?;
+    let (image, dto) = upload.described(&state, caller.company_id, photo_id, customer)?;
+    let ctx = caller.context().with_request_digest(digest);
+    let stored = photos::upload_photo(
+        &state.commands,
+        state.objects.as_ref(),
+        &ctx,
+        photo_id,
+        image,
+        upload.bytes,
+        customer,
+    )
+    .await;
+    let version = match stored {
+        Ok(version) => version,
+        // The same Idempotency-Key again: the photo is as the first time.
+        Err(UploadError::Command(CommandError::Domain(PhotoChangeError::Photo(
+            PhotoError::AlreadyExists,
+        )))) if key.is_some() => 1,
+        Err(error) => return Err(error.into()),
+    };
+    // With a customer, the token also covers the policy's attach.
+    let mut token = ConsistencyToken::applied("photo", photo_id, version);
+    if customer.is_some() {
+        let id = photo_id.to_string();
+        token.0.push(Requirement::PhotoSettled { id });
+    }
+    Ok(Reply::ok(dto)
+        .status(StatusCode::CREATED)
+        .token(token)
+        .location(format!("/v1/photos/{photo_id}")))
+}
+
+/// The form's image and the customer it is for. Like the JSON bodies:
+/// unknown or repeated parts are refused, not ignored.
+async fn read_form(
+    mut multipart: Multipart,
+    max_bytes: usize,
+) -> ApiResult<(Upload, Option<CustomerId>)> {
     let mut upload = None;
     let mut customer = None;
-    // Like the JSON bodies: unknown or repeated parts are refused, not ignored.
     while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name() {
             Some("file") if upload.is_none() => {
-                upload = Some(read_file(&mut field, state.settings.max_upload_bytes).await?)
+                upload = Some(read_file(&mut field, max_bytes).await?)
             }
             Some("customer_id") if customer.is_none() => {
                 let text = field.text().await.map_err(multipart_error)?;
@@ -192,83 +274,7 @@ pub async fn upload_photo(
         }
     }
     let upload = upload.ok_or_else(|| ApiError::field("file", "is required"))?;
-    if let Some(customer) = customer {
-        match state
-            .commands
-            .load::<Customer>(&customer.to_string(), caller.company_id)
-            .await?
-        {
-            None => return Err(ApiError::not_found()),
-            Some((c, _)) if c.deleted => return Err(ApiError::conflict("the customer is deleted")),
-            Some(_) => {}
-        }
-    }
-    let photo_id = PhotoId(match &key {
-        Some(key) => crate::idempotency::derived_id(caller.company_id, "photo", key),
-        None => Uuid::now_v7(),
-    });
-    let digest = key.as_ref().map(|_| {
-        let customer = customer.map(|c| c.to_string()).unwrap_or_default();
-        crate::idempotency::digest_bytes(&[upload.sha256.as_bytes(), customer.as_bytes()])
-    });
-    // Before the object is written: a key reused for another file must not
-    // replace the first file's bytes.
-    crate::idempotency::same_request::<Photo>(&state, &photo_id.to_string(), digest.as_deref())
-        .await?;
-    let object_key = ObjectKey::for_photo(caller.company_id, photo_id);
-    let size = upload.bytes.len() as i64;
-    // The object first: an event must never point at a missing object.
-    state
-        .objects
-        .put(object_key.as_str(), upload.image.mime(), upload.bytes)
-        .await?;
-    let image = StoredImage {
-        object_key,
-        content_type: upload.image,
-        size: size as u64,
-        sha256: Sha256Hex::parse(&upload.sha256).map_err(ApiError::internal)?,
-    };
-    let command = PhotoCommand::Upload {
-        photo_id,
-        company_id: caller.company_id,
-        image,
-        for_customer: customer,
-        by: caller.user_id,
-    };
-    let version = match state
-        .commands
-        .execute::<Photo>(
-            &photo_id.to_string(),
-            command,
-            &caller.context().with_request_digest(digest),
-            Expect::Any,
-        )
-        .await
-    {
-        Ok(outcome) => outcome.version,
-        Err(CommandError::Domain(PhotoError::AlreadyExists)) if key.is_some() => 1,
-        Err(error) => return Err(error.into()),
-    };
-    let mut token = ConsistencyToken::applied("photo", photo_id, version);
-    if customer.is_some() {
-        token.0.push(Requirement::PhotoSettled {
-            id: photo_id.to_string(),
-        });
-    }
-    Ok(Reply::ok(PhotoDto {
-        id: photo_id.to_string(),
-        url: state
-            .settings
-            .photo_urls
-            .url(&caller.company_id.to_string(), &photo_id.to_string()),
-        content_type: upload.image.mime().to_owned(),
-        size,
-        sha256: upload.sha256,
-        customer_id: customer.map(|c| c.to_string()),
-    })
-    .status(StatusCode::CREATED)
-    .token(token)
-    .location(format!("/v1/photos/{photo_id}")))
+    Ok((upload, customer))
 }
 
 /// The widest and tallest image accepted, in pixels.
@@ -330,33 +336,49 @@ pub async fn get_photo(
     crate::extract::WaitFor(wait): crate::extract::WaitFor,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    let (company, cross_origin) = match (signed.company, signed.expires, signed.signature) {
-        (Some(company), Some(expires), Some(signature)) => {
-            let company = CompanyId(company);
-            if !state
-                .settings
-                .photo_urls
-                .verify(company, PhotoId(id), expires, &signature)
-            {
-                return Err(ApiError::unauthorized(
-                    "the photo URL is invalid or has expired",
-                ));
-            }
-            (company, true)
-        }
-        (None, None, None) => (caller?.company_id, false),
-        _ => {
-            return Err(ApiError::bad_request(
-                "a signed photo URL needs company, expires and signature",
-            ))
-        }
+    // A signed URL is made to be embedded by the frontend's own origin.
+    let (company, cross_origin) = match signed.company(&state, PhotoId(id))? {
+        Some(company) => (company, true),
+        None => (caller?.company_id, false),
     };
     // The upload's token: the photo is readable as soon as the upload answered.
     let stale = state.await_token(company, wait.as_ref()).await;
     let row = found(projections::read::photos::get(state.pool(), company, PhotoId(id)).await?)?;
     let bytes = found(state.objects.get(&row.object_key).await?)?;
     let mut response = Body::from(bytes).into_response();
-    let headers = response.headers_mut();
+    photo_headers(response.headers_mut(), &row, cross_origin);
+    if stale {
+        let headers = response.headers_mut();
+        headers.insert(super::STALE_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+impl SignedPhoto {
+    /// The company a signed URL names, once its signature holds; `None` for
+    /// an unsigned request (the caller's token decides).
+    fn company(&self, state: &AppState, photo: PhotoId) -> ApiResult<Option<CompanyId>> {
+        match (self.company, self.expires, &self.signature) {
+            (Some(company), Some(expires), Some(signature)) => {
+                let company = CompanyId(company);
+                let urls = &state.settings.photo_urls;
+                if !urls.verify(company, photo, expires, signature) {
+                    return Err(ApiError::unauthorized(
+                        "the photo URL is invalid or has expired",
+                    ));
+                }
+                Ok(Some(company))
+            }
+            (None, None, None) => Ok(None),
+            _ => Err(ApiError::bad_request(
+                "a signed photo URL needs company, expires and signature",
+            )),
+        }
+    }
+}
+
+/// The headers a photo's bytes are served with.
+fn photo_headers(headers: &mut HeaderMap, row: &PhotoRow, cross_origin: bool) {
     if let Ok(content_type) = HeaderValue::from_str(&row.content_type) {
         headers.insert(header::CONTENT_TYPE, content_type);
     }
@@ -373,16 +395,11 @@ pub async fn get_photo(
         HeaderValue::from_static("nosniff"),
     );
     if cross_origin {
-        // A signed URL is made to be embedded by the frontend's own origin.
         headers.insert(
             "cross-origin-resource-policy",
             HeaderValue::from_static("cross-origin"),
         );
     }
-    if stale {
-        headers.insert(super::STALE_HEADER, HeaderValue::from_static("true"));
-    }
-    Ok(response)
 }
 
 /// What the server knows of a photo: whether the policy attached or rejected it, and why.

@@ -205,80 +205,109 @@ pub async fn create_user(
     Json(body): Json<CreateUser>,
 ) -> ApiResult<Reply<UserDto>> {
     caller.require_admin()?;
-    // The password stays out of the digest, which is stored in the log.
-    let digest = key.as_ref().map(|_| {
-        crate::idempotency::digest(&(
-            &body.email,
-            &body.name,
-            &body.surname,
-            &body.title,
-            &body.role,
-        ))
-    });
-    let mut fields = Fields::default();
-    let email = fields.required("email", body.email.as_deref(), Email::parse);
-    let name = fields.required("name", body.name.as_deref(), PersonName::parse);
-    let surname = fields.optional("surname", body.surname.as_deref(), PersonName::parse);
-    let title = fields.optional("title", body.title.as_deref(), Title::parse);
-    let password = fields.password("password", body.password.as_deref());
-    let role = fields.required("role", body.role.as_deref(), Role::parse);
-    fields.finish()?;
-    let (Some(email), Some(name), Some(password), Some(role)) = (email, name, password, role)
-    else {
-        return Err(ApiError::internal("validated fields missing"));
-    };
+    let digest = key.as_ref().map(|_| body.digest());
+    let new = body.validated()?;
     let user_id = UserId(match &key {
         Some(key) => crate::idempotency::derived_id(caller.company_id, "user", key),
         None => Uuid::now_v7(),
     });
     let ctx = caller.context().with_request_digest(digest.clone());
-    let password_hash = passwords::hash(password)
+    let password_hash = passwords::hash(new.password)
         .await
         .map_err(ApiError::internal)?;
     let register = UserCommand::Register {
         user_id,
         company_id: caller.company_id,
-        email: email.clone(),
-        name,
-        surname,
-        title,
-        role,
+        email: new.email.clone(),
+        name: new.name,
+        surname: new.surname,
+        title: new.title,
+        role: new.role,
         password_hash,
     };
-    let version =
-        match accounts::create_user(&state.commands, &ctx, user_id, register, &email, role).await {
-            Ok(outcome) => outcome.version,
-            Err(commands::CommandError::Domain(accounts::AccountError::User(
-                domain::user::UserError::AlreadyExists,
-            ))) if key.is_some() => {
-                // A repeat of the same Idempotency-Key: answer as the first time.
-                crate::idempotency::same_request::<User>(
-                    &state,
-                    &user_id.to_string(),
-                    digest.as_deref(),
-                )
-                .await?;
-                match state
-                    .commands
-                    .load::<User>(&user_id.to_string(), caller.company_id)
-                    .await?
-                {
-                    Some((user, _)) if user.removed => {
-                        return Err(ApiError::conflict(
-                            "the user this Idempotency-Key created has been removed since",
-                        ))
-                    }
-                    Some((_, version)) => version,
-                    None => {
-                        return Err(ApiError::conflict(
-                            "this Idempotency-Key was used for another request",
-                        ))
-                    }
-                }
-            }
-            Err(error) => return Err(error.into()),
-        };
+    let created = accounts::create_user(
+        &state.commands,
+        &ctx,
+        user_id,
+        register,
+        &new.email,
+        new.role,
+    )
+    .await;
+    let version = match created {
+        Ok(outcome) => outcome.version,
+        Err(commands::CommandError::Domain(accounts::AccountError::User(
+            domain::user::UserError::AlreadyExists,
+        ))) if key.is_some() => created_before(&state, &caller, user_id, digest.as_deref()).await?,
+        Err(error) => return Err(error.into()),
+    };
     reply_user(&state, &caller, user_id, version, StatusCode::CREATED).await
+}
+
+/// A new user's validated fields.
+struct NewUser {
+    email: Email,
+    name: PersonName,
+    surname: Option<PersonName>,
+    title: Option<Title>,
+    password: String,
+    role: Role,
+}
+
+impl CreateUser {
+    /// What an `Idempotency-Key` stands for. The password stays out: the
+    /// digest is stored in the event log.
+    fn digest(&self) -> String {
+        crate::idempotency::digest(&(
+            &self.email,
+            &self.name,
+            &self.surname,
+            &self.title,
+            &self.role,
+        ))
+    }
+
+    /// The validated fields, or every invalid one as one `422`.
+    fn validated(&self) -> ApiResult<NewUser> {
+        let mut fields = Fields::default();
+        let email = fields.required("email", self.email.as_deref(), Email::parse);
+        let name = fields.required("name", self.name.as_deref(), PersonName::parse);
+        let surname = fields.optional("surname", self.surname.as_deref(), PersonName::parse);
+        let title = fields.optional("title", self.title.as_deref(), Title::parse);
+        let password = fields.password("password", self.password.as_deref());
+        let role = fields.required("role", self.role.as_deref(), Role::parse);
+        let (email, name, password, role) = fields.finish_with((email, name, password, role))?;
+        Ok(NewUser {
+            email,
+            name,
+            surname,
+            title,
+            password,
+            role,
+        })
+    }
+}
+
+/// A repeat of the same `Idempotency-Key`: the version to answer with as the
+/// first time (`409` if the user is gone since, or another request took the id).
+async fn created_before(
+    state: &AppState,
+    caller: &Caller,
+    user_id: UserId,
+    digest: Option<&str>,
+) -> ApiResult<u64> {
+    let id_text = user_id.to_string();
+    let first =
+        crate::idempotency::first_result::<User>(state, caller.company_id, &id_text, digest);
+    match first.await? {
+        Some((user, _)) if user.removed => Err(ApiError::conflict(
+            "the user this Idempotency-Key created has been removed since",
+        )),
+        Some((_, version)) => Ok(version),
+        None => Err(ApiError::conflict(
+            "this Idempotency-Key was used for another request",
+        )),
+    }
 }
 
 /// One user of the company.

@@ -2,7 +2,7 @@
 //! read the event table past our checkpoint in commit order and hand every
 //! event to every handler. At start it simply catches up from the checkpoint.
 use commands::events::{read_committed_after, Checkpoint, StoredEvent};
-use commands::Commands;
+use commands::{Commands, Db};
 use sqlx::Row;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -11,6 +11,40 @@ use super::{park, Handled, Handler};
 
 const CHECKPOINT: &str = "embedded";
 const BATCH: i64 = 500;
+
+/// The embedded feed's stored checkpoint: the last event every handler is
+/// done with (the start when it has none).
+pub async fn stored_checkpoint(db: &Db) -> Result<Checkpoint, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1")
+            .bind(CHECKPOINT)
+            .fetch_optional(&db.any)
+            .await?;
+    Ok(match row {
+        Some(row) => Checkpoint {
+            transaction_id: row.try_get::<String, _>(0)?.parse().unwrap_or(0),
+            position: row.try_get(1)?,
+        },
+        None => Checkpoint::default(),
+    })
+}
+
+/// Stores `at` as the embedded feed's checkpoint.
+pub async fn save_checkpoint(db: &Db, at: Checkpoint) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO projection_checkpoints (name, transaction_id, position, updated_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
+         position = excluded.position, updated_at = excluded.updated_at",
+    )
+    .bind(CHECKPOINT)
+    .bind(at.transaction_id.to_string())
+    .bind(at.position)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .execute(&db.any)
+    .await?;
+    Ok(())
+}
 
 pub struct EmbeddedFeed {
     commands: Commands,
@@ -23,34 +57,11 @@ impl EmbeddedFeed {
     }
 
     async fn checkpoint(&self) -> Result<Checkpoint, sqlx::Error> {
-        let row = sqlx::query(
-            "SELECT transaction_id, position FROM projection_checkpoints WHERE name = $1",
-        )
-        .bind(CHECKPOINT)
-        .fetch_optional(&self.commands.db().any)
-        .await?;
-        Ok(match row {
-            Some(row) => Checkpoint {
-                transaction_id: row.try_get::<String, _>(0)?.parse().unwrap_or(0),
-                position: row.try_get(1)?,
-            },
-            None => Checkpoint::default(),
-        })
+        stored_checkpoint(self.commands.db()).await
     }
 
     async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (name, transaction_id, position, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
-             position = excluded.position, updated_at = excluded.updated_at",
-        )
-        .bind(CHECKPOINT)
-        .bind(checkpoint.transaction_id.to_string())
-        .bind(checkpoint.position)
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(&self.commands.db().any)
-        .await?;
-        Ok(())
+        save_checkpoint(self.commands.db(), checkpoint).await
     }
 
     /// Hands a run of events to every handler, each getting the ones it

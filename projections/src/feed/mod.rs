@@ -17,6 +17,27 @@ pub mod worker;
 
 pub use handler::{Handled, Handler, ViewHandler};
 
+use commands::events::Checkpoint;
+use commands::{Db, Dialect};
+
+/// Where the feed a server runs on this store stands: the relay
+/// [`relay::RELAY_NAME`] on Postgres, the embedded feed on SQLite.
+pub async fn default_checkpoint(db: &Db) -> Result<Checkpoint, relay::RelayError> {
+    match db.dialect() {
+        Dialect::Postgres => relay::stored_checkpoint(db, relay::RELAY_NAME).await,
+        Dialect::Sqlite => Ok(embedded::stored_checkpoint(db).await?),
+    }
+}
+
+/// Moves the default feed (as [`default_checkpoint`]) on to `at`, past
+/// events whose views were built without it (a bulk load, then rebuilds).
+pub async fn skip_default_to(db: &Db, at: Checkpoint) -> Result<(), relay::RelayError> {
+    match db.dialect() {
+        Dialect::Postgres => relay::advance_checkpoint(db, relay::RELAY_NAME, at).await,
+        Dialect::Sqlite => Ok(embedded::save_checkpoint(db, at).await?),
+    }
+}
+
 /// Every view and policy, as handlers.
 pub fn all_handlers(commands: &commands::Commands) -> Vec<Box<dyn Handler>> {
     let mut handlers: Vec<Box<dyn Handler>> = crate::views::all()

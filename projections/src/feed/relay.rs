@@ -189,6 +189,43 @@ impl Lease {
     }
 }
 
+/// The name of the relay `crm serve` and `crm relay` run: the one checkpoint
+/// of the store's stream.
+pub const RELAY_NAME: &str = "main";
+
+/// Relay `name`'s stored checkpoint: the last event whose publication was
+/// acknowledged (the start when it has none).
+pub async fn stored_checkpoint(db: &Db, name: &str) -> Result<Checkpoint, RelayError> {
+    let row = sqlx::query_as(
+        "SELECT transaction_id, global_position FROM relay_checkpoint WHERE name = $1",
+    )
+    .bind(name)
+    .fetch_optional(pg_pool(db)?)
+    .await?;
+    Checkpoint::stored(row).map_err(|e| RelayError::BadCheckpoint(e.to_string()))
+}
+
+/// Moves relay `name`'s checkpoint to `at`. Never backwards: a relay that
+/// lost its lease unnoticed cannot undo the progress of the one that took it
+/// over.
+pub async fn advance_checkpoint(db: &Db, name: &str, at: Checkpoint) -> Result<(), RelayError> {
+    sqlx::query(
+        "INSERT INTO relay_checkpoint (name, transaction_id, global_position, updated_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
+           global_position = excluded.global_position, updated_at = excluded.updated_at \
+         WHERE (relay_checkpoint.transaction_id::xid8, relay_checkpoint.global_position) \
+             < (excluded.transaction_id::xid8, excluded.global_position)",
+    )
+    .bind(name)
+    .bind(at.transaction_id.to_string())
+    .bind(at.position)
+    .bind(chrono::Utc::now().to_rfc3339())
+    .execute(pg_pool(db)?)
+    .await?;
+    Ok(())
+}
+
 fn pg_pool(db: &Db) -> Result<&PgPool, RelayError> {
     match &db.events {
         EventPool::Postgres(pool) => Ok(pool),
@@ -262,22 +299,7 @@ impl Relay {
 
     /// Where this relay is: the last event whose publication was acknowledged.
     pub async fn checkpoint(&self) -> Result<Checkpoint, RelayError> {
-        let row = sqlx::query(
-            "SELECT transaction_id, global_position FROM relay_checkpoint WHERE name = $1",
-        )
-        .bind(&self.name)
-        .fetch_optional(pg_pool(&self.db)?)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Checkpoint::default());
-        };
-        let transaction_id: String = row.try_get("transaction_id")?;
-        Ok(Checkpoint {
-            transaction_id: transaction_id
-                .parse()
-                .map_err(|e| RelayError::BadCheckpoint(format!("{transaction_id:?}: {e}")))?,
-            position: row.try_get("global_position")?,
-        })
+        stored_checkpoint(&self.db, &self.name).await
     }
 
     /// Where to go on from when this relay does not know: the stored
@@ -328,24 +350,8 @@ impl Relay {
         super::message::decode(&raw.payload).ok()?.pop()
     }
 
-    /// Never moves backwards: a relay that lost its lease unnoticed cannot
-    /// undo the progress of the one that took it over.
     async fn save_checkpoint(&self, at: Checkpoint) -> Result<(), RelayError> {
-        sqlx::query(
-            "INSERT INTO relay_checkpoint (name, transaction_id, global_position, updated_at) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, \
-               global_position = excluded.global_position, updated_at = excluded.updated_at \
-             WHERE (relay_checkpoint.transaction_id::xid8, relay_checkpoint.global_position) \
-                 < (excluded.transaction_id::xid8, excluded.global_position)",
-        )
-        .bind(&self.name)
-        .bind(at.transaction_id.to_string())
-        .bind(at.position)
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(pg_pool(&self.db)?)
-        .await?;
-        Ok(())
+        advance_checkpoint(&self.db, &self.name, at).await
     }
 
     /// One step: publishes the next batch of committed events and moves the

@@ -9,7 +9,6 @@
 //! finds its rows there already (`UNIQUE (webhook_id, event_id)`).
 use commands::events::{read_committed_after, Checkpoint, StoredEvent};
 use commands::Db;
-use sqlx::Row;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,22 +50,13 @@ impl Dispatcher {
     }
 
     pub async fn checkpoint(&self) -> Result<Checkpoint, sqlx::Error> {
-        let row = sqlx::query(
+        let row = sqlx::query_as(
             "SELECT transaction_id, global_position FROM webhook_checkpoints WHERE name = $1",
         )
         .bind(NAME)
         .fetch_optional(&self.db.any)
         .await?;
-        let Some(row) = row else {
-            return Ok(Checkpoint::default());
-        };
-        let transaction_id: String = row.try_get("transaction_id")?;
-        Ok(Checkpoint {
-            transaction_id: transaction_id
-                .parse()
-                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-            position: row.try_get("global_position")?,
-        })
+        Checkpoint::stored(row)
     }
 
     /// One step; returns how many events it read.
