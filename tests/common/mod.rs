@@ -203,8 +203,29 @@ impl TestApp {
     /// Kills the server with SIGKILL (no shutdown of any kind) and starts it
     /// again on the same data directory, database and settings.
     pub async fn kill_and_restart(&mut self) {
+        self.kill();
+        self.start_again().await;
+    }
+
+    /// Kills the server with SIGKILL; [`TestApp::start_again`] starts it anew.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Runs `crm <args>` to completion with the server's settings.
+    pub fn run_crm(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_crm"))
+            .args(args)
+            .env_clear()
+            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run crm")
+    }
+
+    /// Starts the server again on the same data directory, database and settings.
+    pub async fn start_again(&mut self) {
         self.child = Command::new(env!("CARGO_BIN_EXE_crm"))
             .arg("serve")
             .env_clear()
