@@ -196,7 +196,8 @@ EOF
   local setsid_cmd=()
   command -v setsid >/dev/null 2>&1 && setsid_cmd=(setsid)
   rm -f "$pid_file"
-  nohup "${setsid_cmd[@]}" "$NATS_BIN" -c "$conf" </dev/null >>"$log_file" 2>&1 &
+  # From its own directory, which outlives any clone (all its paths are absolute).
+  (cd "$dir" && exec nohup "${setsid_cmd[@]}" "$NATS_BIN" -c "$conf" </dev/null >>"$log_file" 2>&1) &
   local pid=$!
 
   local i info=""

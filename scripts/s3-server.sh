@@ -34,10 +34,31 @@ port_open() { (exec 3<>"/dev/tcp/$S3_HOST/$S3_PORT") 2>/dev/null; }
 
 endpoint="http://$S3_HOST:$S3_PORT"
 
+mkdir -p "$S3_DATA_DIR"
+S3_DATA_DIR="$(cd "$S3_DATA_DIR" && pwd)"
+state_dir="$(dirname "$S3_DATA_DIR")"
+pid_file="${S3_PID_FILE:-$state_dir/crm-s3.pid}"
+log_file="${S3_LOG_FILE:-$state_dir/crm-s3.log}"
+
 if port_open; then
-  log "something is already listening on $S3_HOST:$S3_PORT; assuming it is the test S3 server"
-  echo "$endpoint"
-  exit 0
+  # A server started by an earlier run from a directory since deleted (a
+  # removed clone) still listens, but fails every signed request with 500:
+  # replace it. Anything else listening there is taken as the test server.
+  old_pid="$(cat "$pid_file" 2>/dev/null || true)"
+  if [[ -n "$old_pid" && "$(readlink "/proc/$old_pid/cwd" 2>/dev/null)" == *" (deleted)" ]]; then
+    log "the server on $S3_HOST:$S3_PORT (pid $old_pid) runs in a deleted directory; restarting it"
+    kill "$old_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      port_open || break
+      sleep 0.2
+    done
+    port_open && die "pid $old_pid still holds $S3_HOST:$S3_PORT after kill"
+    rm -f "$pid_file"
+  else
+    log "something is already listening on $S3_HOST:$S3_PORT; assuming it is the test S3 server"
+    echo "$endpoint"
+    exit 0
+  fi
 fi
 
 # --- make sure the binary exists ------------------------------------------
@@ -61,11 +82,9 @@ if [[ "$installed_version" != "$S3S_FS_VERSION" ]]; then
 fi
 
 # --- start it ---------------------------------------------------------------
-mkdir -p "$S3_DATA_DIR"
-S3_DATA_DIR="$(cd "$S3_DATA_DIR" && pwd)"
-state_dir="$(dirname "$S3_DATA_DIR")"
-pid_file="${S3_PID_FILE:-$state_dir/crm-s3.pid}"
-log_file="${S3_LOG_FILE:-$state_dir/crm-s3.log}"
+# From a directory that outlives any clone: the server keeps its working
+# directory, and a deleted one makes it fail every request.
+cd "$state_dir"
 
 # A stale server from an earlier run that is alive but not listening on our
 # port (e.g. different S3_PORT) is left alone; a dead pid file is just replaced.

@@ -287,6 +287,24 @@ pub async fn read_stream(
     }
 }
 
+/// The events of aggregate `id` of type `A` when it belongs to `company`
+/// (its first event was written for that company), oldest first; another
+/// company's aggregate reads as none, as a missing one does.
+pub async fn read_company_stream<A: cqrs_es::Aggregate>(
+    db: &Db,
+    company: domain::CompanyId,
+    id: &str,
+) -> Result<Vec<StoredEvent>, sqlx::Error> {
+    let events = read_stream(db, A::TYPE, id).await?;
+    let owner = events
+        .first()
+        .and_then(|first| first.meta(crate::context::META_COMPANY_ID));
+    if owner != Some(company.to_string().as_str()) {
+        return Ok(Vec::new());
+    }
+    Ok(events)
+}
+
 /// How many events the store holds, and the time of the newest (for lag).
 pub async fn head(db: &Db) -> Result<(i64, Option<String>), sqlx::Error> {
     let sql = match db.dialect() {

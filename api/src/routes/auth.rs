@@ -114,20 +114,15 @@ pub async fn signup(
     Json(body): Json<SignupRequest>,
 ) -> ApiResult<Reply<SignupResponse>> {
     if !state.settings.signup_enabled {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "signup is disabled on this server",
-        ));
+        let detail = "signup is disabled on this server";
+        return Err(ApiError::new(StatusCode::FORBIDDEN, detail));
     }
     let (company_name, name, email, password) = body.validated()?;
     let password_hash = passwords::hash(password)
         .await
         .map_err(ApiError::internal)?;
-    let ctx = CommandContext::new(
-        CompanyId(Uuid::now_v7()),
-        UserId(Uuid::now_v7()),
-        Uuid::now_v7(),
-    );
+    let (company_id, user_id) = (CompanyId(Uuid::now_v7()), UserId(Uuid::now_v7()));
+    let ctx = CommandContext::new(company_id, user_id, Uuid::now_v7());
     let register = UserCommand::Register {
         user_id: ctx.user_id,
         company_id: ctx.company_id,
@@ -151,7 +146,7 @@ pub async fn signup(
     let company = super::company::company_from_store(&state, ctx.company_id).await?;
     let security_stamp = match folded_stamp {
         Some(stamp) => stamp,
-        None => stored_stamp(&state, ctx.company_id, ctx.user_id).await?,
+        None => stored_stamp(&state, &ctx).await?,
     };
     let tokens = issue_tokens(&state, ctx.user_id, ctx.company_id, security_stamp, None).await?;
     Ok(Reply::ok(SignupResponse {
@@ -182,9 +177,9 @@ impl SignupRequest {
 }
 
 /// The user's security stamp as the users view holds it.
-async fn stored_stamp(state: &AppState, company: CompanyId, user: UserId) -> ApiResult<i64> {
+async fn stored_stamp(state: &AppState, ctx: &CommandContext) -> ApiResult<i64> {
     Ok(
-        projections::read::users::credentials_by_id(state.pool(), company, user)
+        projections::read::users::credentials_by_id(state.pool(), ctx.company_id, ctx.user_id)
             .await?
             .ok_or_else(ApiError::not_found)?
             .security_stamp,
@@ -204,19 +199,7 @@ pub async fn token(
 ) -> ApiResult<Reply<TokenResponse>> {
     let account = body.email.trim().to_lowercase();
     let address = peer.ip().to_string();
-    match state.login_throttle.gate(&account, &address) {
-        LoginGate::Refuse(seconds) => {
-            return Err(ApiError {
-                retry_after: Some(seconds),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too many failed logins; retry later",
-                )
-            })
-        }
-        LoginGate::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
-        LoginGate::Proceed(_) => {}
-    }
+    login_gate(&state, &account, &address).await?;
     let credentials =
         projections::read::users::credentials_by_email(state.pool(), &account).await?;
     let hash = credentials.as_ref().map(|c| c.password_hash.clone());
@@ -233,15 +216,29 @@ pub async fn token(
     ) else {
         return Err(ApiError::internal("a stored user id is not a UUID"));
     };
-    let tokens = issue_tokens(
-        &state,
-        UserId(user),
-        CompanyId(company),
-        credentials.security_stamp,
-        None,
-    )
-    .await?;
+    let stamp = credentials.security_stamp;
+    let tokens = issue_tokens(&state, UserId(user), CompanyId(company), stamp, None).await?;
     Ok(Reply::ok(tokens))
+}
+
+/// The login throttle's word on this account from this address: `429` while
+/// it refuses, a pause after recent failures.
+async fn login_gate(state: &AppState, account: &str, address: &str) -> ApiResult<()> {
+    match state.login_throttle.gate(account, address) {
+        LoginGate::Refuse(seconds) => Err(ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed logins; retry later",
+            )
+        }),
+        LoginGate::Proceed(delay) => {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Exchanges a refresh token for a new access token and the next refresh

@@ -346,6 +346,35 @@ async fn registered_before(
     }
 }
 
+impl From<commands::events::StoredEvent> for HistoryEntry {
+    /// The event's fields as changed, without the ones every event carries.
+    fn from(event: commands::events::StoredEvent) -> Self {
+        let mut changes = event
+            .payload
+            .as_object()
+            .and_then(|o| o.values().next().cloned())
+            .unwrap_or(Value::Null);
+        if let Some(object) = changes.as_object_mut() {
+            object.remove("company_id");
+            object.remove("by");
+            if let Some(Value::Object(change)) = object.remove("change") {
+                object.extend(change);
+            }
+        }
+        HistoryEntry {
+            sequence: event.sequence,
+            occurred_at: event
+                .meta(commands::context::META_OCCURRED_AT)
+                .map(timestamp),
+            user_id: event
+                .meta(commands::context::META_USER_ID)
+                .map(str::to_owned),
+            kind: event.event_type,
+            changes,
+        }
+    }
+}
+
 /// One customer (a deleted one too, with `deleted_at` set).
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
     responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company")))]
@@ -518,46 +547,13 @@ pub async fn customer_history(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Reply<History>> {
+    let db = state.commands.db();
     let events =
-        commands::events::read_stream(state.commands.db(), "customer", &id.to_string()).await?;
-    let owner = events.first().and_then(|first| {
-        first
-            .payload
-            .get("CustomerRegistered")
-            .and_then(|body| body.get("company_id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
-    if owner.as_deref() != Some(caller.company_id.to_string().as_str()) {
+        commands::events::read_company_stream::<Customer>(db, caller.company_id, &id.to_string())
+            .await?;
+    if events.is_empty() {
         return Err(ApiError::not_found());
     }
-    let items = events
-        .into_iter()
-        .map(|event| {
-            let mut changes = event
-                .payload
-                .as_object()
-                .and_then(|o| o.values().next().cloned())
-                .unwrap_or(Value::Null);
-            if let Some(object) = changes.as_object_mut() {
-                object.remove("company_id");
-                object.remove("by");
-                if let Some(Value::Object(change)) = object.remove("change") {
-                    object.extend(change);
-                }
-            }
-            HistoryEntry {
-                sequence: event.sequence,
-                occurred_at: event
-                    .meta(commands::context::META_OCCURRED_AT)
-                    .map(timestamp),
-                user_id: event
-                    .meta(commands::context::META_USER_ID)
-                    .map(str::to_owned),
-                kind: event.event_type,
-                changes,
-            }
-        })
-        .collect();
+    let items = events.into_iter().map(HistoryEntry::from).collect();
     Ok(Reply::ok(History { items }))
 }

@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use commands::Dialect;
+use domain::CompanyId;
 use futures::StreamExt;
-use projections::read::customers::{list_in, CustomerRow};
+use projections::read::customers::{list_in, CustomerRow, ListQuery};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -82,26 +83,7 @@ pub async fn export_customers(
         first = [csv_line(COLUMNS.iter().map(|c| Some(*c))), first].concat();
     }
     query.after = next;
-    let company = caller.company_id;
-    let more = query.after.is_some();
-    let rest = futures::stream::unfold(more.then_some((tx, query)), move |pending| {
-        let state = state.clone();
-        async move {
-            let (mut tx, mut query) = pending?;
-            match list_in(&mut *tx, company, &query).await {
-                Ok((rows, next)) => {
-                    let chunk = Bytes::from(encode(format, &rows, &state.settings.photo_urls));
-                    query.after = next;
-                    let pending = query.after.is_some().then_some((tx, query));
-                    Some((Ok::<_, std::io::Error>(chunk), pending))
-                }
-                Err(error) => {
-                    tracing::error!(%error, "an export failed after it started");
-                    Some((Err(std::io::Error::other("the export failed")), None))
-                }
-            }
-        }
-    });
+    let rest = later_pages(state, caller.company_id, format, tx, query);
     let body = futures::stream::once(async move { Ok(Bytes::from(first)) }).chain(rest);
     let (content_type, file) = match format {
         ExportFormat::Csv => ("text/csv; charset=utf-8", "customers.csv"),
@@ -114,6 +96,36 @@ pub async fn export_customers(
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
+}
+
+/// The pages after the first, encoded, from the same snapshot (`tx`). A
+/// failure once the download started can only cut it off; it is logged.
+fn later_pages(
+    state: AppState,
+    company: CompanyId,
+    format: ExportFormat,
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    query: ListQuery,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    let more = query.after.is_some();
+    futures::stream::unfold(more.then_some((tx, query)), move |pending| {
+        let state = state.clone();
+        async move {
+            let (mut tx, mut query) = pending?;
+            match list_in(&mut *tx, company, &query).await {
+                Ok((rows, next)) => {
+                    let chunk = Bytes::from(encode(format, &rows, &state.settings.photo_urls));
+                    query.after = next;
+                    let pending = query.after.is_some().then_some((tx, query));
+                    Some((Ok(chunk), pending))
+                }
+                Err(error) => {
+                    tracing::error!(%error, "an export failed after it started");
+                    Some((Err(std::io::Error::other("the export failed")), None))
+                }
+            }
+        }
+    })
 }
 
 fn encode(format: ExportFormat, rows: &[CustomerRow], urls: &PhotoUrls) -> Vec<u8> {

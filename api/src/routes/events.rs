@@ -2,7 +2,7 @@
 //! cursor-paginated, with an optional long-poll. The same events, ids and
 //! payloads webhooks deliver (see `projections::public`).
 use axum::extract::State;
-use commands::events::{read_committed_matching, Checkpoint, EventFilter};
+use commands::events::{read_committed_matching, Checkpoint, EventFilter, StoredEvent};
 use domain::CompanyId;
 use projections::public::{self, EventType};
 use projections::read::Keyset;
@@ -116,6 +116,53 @@ fn parse_types(raw: Option<&str>) -> ApiResult<Vec<EventType>> {
         .collect()
 }
 
+impl EventFeedParams {
+    /// The page size and the long-poll wait, each within its bounds.
+    fn bounds(&self) -> ApiResult<(i64, Duration)> {
+        let limit = match self.limit {
+            None => 50,
+            Some(n) if n < 1 => return Err(ApiError::bad_request("limit must be at least 1")),
+            Some(n) => n.min(200),
+        };
+        let wait = match self.wait {
+            Some(w) if w > MAX_WAIT_SECS => {
+                return Err(ApiError::bad_request("wait is at most 30 seconds"))
+            }
+            w => Duration::from_secs(w.unwrap_or(0)).min(WAIT_CAP),
+        };
+        Ok((limit, wait))
+    }
+}
+
+/// The matching events after `after`, waiting up to `wait` for the first
+/// one to be committed (woken by this process's commits, polling for
+/// others').
+async fn next_events(
+    state: &AppState,
+    after: Checkpoint,
+    limit: i64,
+    filter: EventFilter<'_>,
+    wait: Duration,
+) -> ApiResult<Vec<StoredEvent>> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let commits = state.commands.commit_signal();
+    loop {
+        // Listening before the read, so a commit during it is not missed.
+        let mut committed = std::pin::pin!(commits.notified());
+        committed.as_mut().enable();
+        let events = if filter.event_types.is_empty() {
+            Vec::new()
+        } else {
+            read_committed_matching(state.commands.db(), after, limit, filter).await?
+        };
+        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(events);
+        }
+        let look_again = deadline.min(tokio::time::Instant::now() + POLL);
+        let _ = tokio::time::timeout_at(look_again, committed).await;
+    }
+}
+
 /// The company's public events after a cursor (admins only).
 #[utoipa::path(get, path = "/v1/events", tag = "events", security(("bearer" = [])),
     params(EventFeedParams),
@@ -128,17 +175,7 @@ pub async fn list_events(
     Query(params): Query<EventFeedParams>,
 ) -> ApiResult<Reply<EventPage>> {
     caller.require_admin()?;
-    let limit = match params.limit {
-        None => 50,
-        Some(n) if n < 1 => return Err(ApiError::bad_request("limit must be at least 1")),
-        Some(n) => n.min(200),
-    };
-    let wait = match params.wait {
-        Some(w) if w > MAX_WAIT_SECS => {
-            return Err(ApiError::bad_request("wait is at most 30 seconds"))
-        }
-        w => Duration::from_secs(w.unwrap_or(0)).min(WAIT_CAP),
-    };
+    let (limit, wait) = params.bounds()?;
     let types = parse_types(params.types.as_deref())?;
     let after = match params.after.as_deref() {
         Some(raw) => decode_cursor(&state, caller.company_id, raw)?,
@@ -146,27 +183,11 @@ pub async fn list_events(
     };
     let stored_types = EventType::stored_types(&types);
     let company = caller.company_id.to_string();
-    let deadline = tokio::time::Instant::now() + wait;
-    let commits = state.commands.commit_signal();
-    let events = loop {
-        // Listening before the read, so a commit during it is not missed.
-        let mut committed = std::pin::pin!(commits.notified());
-        committed.as_mut().enable();
-        let events = if stored_types.is_empty() {
-            Vec::new()
-        } else {
-            let filter = EventFilter {
-                company_id: &company,
-                event_types: &stored_types,
-            };
-            read_committed_matching(state.commands.db(), after, limit, filter).await?
-        };
-        if !events.is_empty() || tokio::time::Instant::now() >= deadline {
-            break events;
-        }
-        let look_again = deadline.min(tokio::time::Instant::now() + POLL);
-        let _ = tokio::time::timeout_at(look_again, committed).await;
+    let filter = EventFilter {
+        company_id: &company,
+        event_types: &stored_types,
     };
+    let events = next_events(&state, after, limit, filter, wait).await?;
     let next = events.last().map_or(after, |e| e.checkpoint());
     let items = public::render(state.commands.db(), &events).await?;
     Ok(Reply::ok(EventPage {
