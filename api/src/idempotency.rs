@@ -16,8 +16,12 @@ use crate::state::AppState;
 /// Our namespace for derived ids (a fixed random UUID).
 const NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_7a0d_43b2_4f6e_9a51_0c8d_2e7f_b361);
 
-pub fn derived_id(company: CompanyId, kind: &str, key: &str) -> Uuid {
-    Uuid::new_v5(&NAMESPACE, format!("{company}/{kind}/{key}").as_bytes())
+/// The id a keyed create gives its aggregate of type `A`: the same key in
+/// the same company derives the same id; another company or another type of
+/// aggregate, another.
+pub fn derived_id<A: domain::Identified>(company: CompanyId, key: &str) -> A::Id {
+    let name = format!("{company}/{}/{key}", A::TYPE);
+    Uuid::new_v5(&NAMESPACE, name.as_bytes()).into()
 }
 
 /// A digest of what a keyed request asks for. Secrets (passwords) must be
@@ -81,19 +85,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use domain::customer::Customer;
+    use domain::photo::Photo;
 
     #[test]
     fn the_same_key_in_another_company_derives_another_id() {
         let a = CompanyId(Uuid::from_u128(1));
         let b = CompanyId(Uuid::from_u128(2));
-        assert_eq!(
-            derived_id(a, "customer", "k"),
-            derived_id(a, "customer", "k")
-        );
-        assert_ne!(
-            derived_id(a, "customer", "k"),
-            derived_id(b, "customer", "k")
-        );
-        assert_ne!(derived_id(a, "customer", "k"), derived_id(a, "photo", "k"));
+        let customer = |company, key| derived_id::<Customer>(company, key).as_uuid();
+        assert_eq!(customer(a, "k"), customer(a, "k"));
+        assert_ne!(customer(a, "k"), customer(b, "k"));
+        assert_ne!(customer(a, "k"), derived_id::<Photo>(a, "k").as_uuid());
     }
 }

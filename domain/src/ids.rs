@@ -47,3 +47,26 @@ id_type!(
     /// An uploaded image.
     PhotoId
 );
+
+/// An aggregate whose streams are named by one kind of id: where a stream is
+/// named (a consistency token, a read), the id's type must be the
+/// aggregate's, so a photo id cannot name a customer.
+pub trait Identified: cqrs_es::Aggregate {
+    type Id: fmt::Display + Copy + From<Uuid>;
+}
+
+impl Identified for crate::company::Company {
+    type Id = CompanyId;
+}
+
+impl Identified for crate::user::User {
+    type Id = UserId;
+}
+
+impl Identified for crate::customer::Customer {
+    type Id = CustomerId;
+}
+
+impl Identified for crate::photo::Photo {
+    type Id = PhotoId;
+}

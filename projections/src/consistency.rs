@@ -33,9 +33,10 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 pub const MAX_REQUIREMENTS: usize = 16;
 
 impl ConsistencyToken {
-    pub fn applied(aggregate_type: &str, id: impl ToString, sequence: u64) -> Self {
+    /// Requires the write of aggregate `id` (of type `A`) at `sequence`.
+    pub fn applied<A: domain::Identified>(id: A::Id, sequence: u64) -> Self {
         Self(vec![Requirement::Applied {
-            t: aggregate_type.to_owned(),
+            t: A::TYPE.to_owned(),
             id: id.to_string(),
             s: sequence as i64,
         }])

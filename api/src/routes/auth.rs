@@ -135,8 +135,10 @@ pub async fn signup(
     };
     let (company, user) =
         accounts::sign_up(&state.commands, &ctx, company_name, register, &email).await?;
-    let token = ConsistencyToken::applied("company", ctx.company_id, company.version)
-        .and(ConsistencyToken::applied("user", ctx.user_id, user.version));
+    let token =
+        ConsistencyToken::applied::<domain::company::Company>(ctx.company_id, company.version).and(
+            ConsistencyToken::applied::<domain::user::User>(ctx.user_id, user.version),
+        );
     // Login must work at once: wait for the views before answering. If they
     // lag (the bus or the workers are down) the account exists all the
     // same: answer from its events (the token works once the views catch up).

@@ -107,7 +107,7 @@ pub async fn rename_company(
             expected,
         )
         .await?;
-    let token = ConsistencyToken::applied("company", caller.company_id, outcome.version);
+    let token = ConsistencyToken::applied::<Company>(caller.company_id, outcome.version);
     let company = company_from_store(&state, caller.company_id).await?;
     Ok(Reply::ok(company)
         .version(outcome.version as i64)

@@ -196,11 +196,11 @@ async fn customer_from_store(
     caller: &Caller,
     id: CustomerId,
 ) -> ApiResult<CustomerRow> {
+    let db = state.commands.db();
     let events =
-        commands::events::read_stream(state.commands.db(), "customer", &id.to_string()).await?;
-    let row = projections::views::fold_events::<Customers>(&events)
-        .map_err(ApiError::internal)?
-        .filter(|row| row.company_id == caller.company_id.to_string());
+        commands::events::read_company_stream::<Customer>(db, caller.company_id, &id.to_string())
+            .await?;
+    let row = projections::views::fold_events::<Customers>(&events).map_err(ApiError::internal)?;
     Ok(found(row)?.into())
 }
 
@@ -239,7 +239,9 @@ pub async fn create_customer(
     let digest = key.as_ref().map(|_| crate::idempotency::digest(&body));
     let id = CustomerId(match (body.id, &key) {
         (Some(id), _) => id,
-        (None, Some(key)) => crate::idempotency::derived_id(caller.company_id, "customer", key),
+        (None, Some(key)) => {
+            crate::idempotency::derived_id::<Customer>(caller.company_id, key).as_uuid()
+        }
         (None, None) => Uuid::now_v7(),
     });
     let register = CustomerCommand::Register {
@@ -425,7 +427,7 @@ pub async fn update_customer(
         .commands
         .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
         .await?;
-    let token = ConsistencyToken::applied("customer", id, outcome.version);
+    let token = ConsistencyToken::applied::<Customer>(id, outcome.version);
     reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
 }
 
@@ -445,7 +447,7 @@ pub async fn delete_customer(
         .commands
         .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
         .await?;
-    let token = ConsistencyToken::applied("customer", id, outcome.version);
+    let token = ConsistencyToken::applied::<Customer>(id, outcome.version);
     Ok(no_content(token))
 }
 
@@ -465,7 +467,7 @@ pub async fn restore_customer(
         .commands
         .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
         .await?;
-    let token = ConsistencyToken::applied("customer", id, outcome.version);
+    let token = ConsistencyToken::applied::<Customer>(id, outcome.version);
     reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
 }
 
@@ -523,8 +525,8 @@ pub async fn remove_photo(
 /// A customer's write and the photos it touched, as one consistency token.
 fn photo_token(id: CustomerId, version: u64, photos: &[(PhotoId, u64)]) -> ConsistencyToken {
     photos.iter().fold(
-        ConsistencyToken::applied("customer", id, version),
-        |token, (photo, version)| token.and(ConsistencyToken::applied("photo", *photo, *version)),
+        ConsistencyToken::applied::<Customer>(id, version),
+        |token, (photo, version)| token.and(ConsistencyToken::applied::<Photo>(*photo, *version)),
     )
 }
 

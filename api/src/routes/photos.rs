@@ -205,7 +205,7 @@ pub async fn upload_photo(
     })?;
     let (upload, customer) = read_form(multipart, state.settings.max_upload_bytes).await?;
     let photo_id = PhotoId(match &key {
-        Some(key) => crate::idempotency::derived_id(caller.company_id, "photo", key),
+        Some(key) => crate::idempotency::derived_id::<Photo>(caller.company_id, key).as_uuid(),
         None => Uuid::now_v7(),
     });
     let digest = key.as_ref().map(|_| upload.digest(customer));
@@ -234,7 +234,7 @@ pub async fn upload_photo(
         Err(error) => return Err(error.into()),
     };
     // With a customer, the token also covers the policy's attach.
-    let mut token = ConsistencyToken::applied("photo", photo_id, version);
+    let mut token = ConsistencyToken::applied::<Photo>(photo_id, version);
     if customer.is_some() {
         let id = photo_id.to_string();
         token.0.push(Requirement::PhotoSettled { id });

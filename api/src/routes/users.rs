@@ -149,7 +149,7 @@ async fn reply_user(
     version: u64,
     status: StatusCode,
 ) -> ApiResult<Reply<UserDto>> {
-    let token = ConsistencyToken::applied("user", id, version);
+    let token = ConsistencyToken::applied::<User>(id, version);
     let stale = state.await_token(caller.company_id, Some(&token)).await;
     let (user, _) = fresh_user(state, caller.company_id, id, version).await?;
     Ok(Reply::ok(user)
@@ -208,7 +208,7 @@ pub async fn create_user(
     let digest = key.as_ref().map(|_| body.digest());
     let new = body.validated()?;
     let user_id = UserId(match &key {
-        Some(key) => crate::idempotency::derived_id(caller.company_id, "user", key),
+        Some(key) => crate::idempotency::derived_id::<User>(caller.company_id, key).as_uuid(),
         None => Uuid::now_v7(),
     });
     let ctx = caller.context().with_request_digest(digest.clone());
@@ -418,7 +418,7 @@ pub async fn delete_user(
     caller.require_admin()?;
     let id = UserId(id);
     let outcome = accounts::remove_user(&state.commands, &caller.context(), id, expected).await?;
-    let token = ConsistencyToken::applied("user", id, outcome.version);
+    let token = ConsistencyToken::applied::<User>(id, outcome.version);
     state.await_token(caller.company_id, Some(&token)).await;
     Ok(no_content(token))
 }
