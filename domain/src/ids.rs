@@ -55,6 +55,11 @@ pub trait Identified: cqrs_es::Aggregate {
     type Id: fmt::Display + Copy + From<Uuid>;
 }
 
+/// The stored type name of aggregate `A`: its events' `aggregate_type`.
+pub const fn aggregate_type<A: Identified>() -> &'static str {
+    A::TYPE
+}
+
 impl Identified for crate::company::Company {
     type Id = CompanyId;
 }

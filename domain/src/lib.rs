@@ -25,4 +25,4 @@ pub mod user;
 pub mod values;
 
 pub use decide::{DomainErrorKind, Tenanted};
-pub use ids::{CompanyId, CustomerId, Identified, PhotoId, UserId};
+pub use ids::{aggregate_type, CompanyId, CustomerId, Identified, PhotoId, UserId};

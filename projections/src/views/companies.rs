@@ -20,7 +20,7 @@ impl Fold for Companies {
     type Event = CompanyEvent;
     type Row = Company;
     const NAME: &'static str = "companies";
-    const AGGREGATE: &'static str = "company";
+    type Aggregate = domain::company::Company;
     const TABLE: &'static str = "companies";
     const COLUMNS: &'static [Column] = &[
         text("id"),

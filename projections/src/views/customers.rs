@@ -56,7 +56,7 @@ impl Fold for Customers {
     type Event = CustomerEvent;
     type Row = Customer;
     const NAME: &'static str = "customers";
-    const AGGREGATE: &'static str = "customer";
+    type Aggregate = domain::customer::Customer;
     const TABLE: &'static str = "customers";
     const WORDS: Option<&'static str> = Some("customer_words");
     const COLUMNS: &'static [Column] = &[

@@ -60,7 +60,10 @@ pub trait Fold: Send + Sync + 'static {
     type Row: Clone + std::fmt::Debug + PartialEq + Send + Sync + 'static;
     /// The name operators use (`crm projections rebuild customers`).
     const NAME: &'static str;
-    const AGGREGATE: &'static str;
+    /// The aggregate whose events the view folds.
+    type Aggregate: domain::Identified;
+    /// Its events' stored `aggregate_type`.
+    const AGGREGATE: &'static str = domain::aggregate_type::<Self::Aggregate>();
     const TABLE: &'static str;
     /// The table's columns in [`Fold::cells`] order: `id` first, `last_seq` among them.
     const COLUMNS: &'static [Column];

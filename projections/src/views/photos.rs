@@ -33,7 +33,7 @@ impl Fold for Photos {
     type Event = PhotoEvent;
     type Row = Photo;
     const NAME: &'static str = "photos";
-    const AGGREGATE: &'static str = "photo";
+    type Aggregate = domain::photo::Photo;
     const TABLE: &'static str = "photos";
     const COLUMNS: &'static [Column] = &[
         text("id"),

@@ -37,7 +37,7 @@ impl Fold for Users {
     type Event = UserEvent;
     type Row = User;
     const NAME: &'static str = "users";
-    const AGGREGATE: &'static str = "user";
+    type Aggregate = domain::user::User;
     const TABLE: &'static str = "users";
     const COLUMNS: &'static [Column] = &[
         text("id"),
