@@ -19,7 +19,7 @@
 //! password is [`PASSWORD`]; the password is hashed once and the hash reused.
 use anyhow::{bail, Context};
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use commands::append::NewEvent;
+use commands::append::{self, NewEvent};
 use commands::events::committed_head;
 use commands::{CommandContext, Db};
 use cqrs_es::Aggregate;
@@ -181,8 +181,12 @@ impl Writer<'_> {
         event: &A::Event,
         ctx: &CommandContext,
     ) -> anyhow::Result<()> {
-        self.pending
-            .push(NewEvent::new::<A>(id, sequence, event, &ctx.metadata())?);
+        self.pending.push(NewEvent::new::<A>(
+            id,
+            sequence,
+            event,
+            append::metadata(&ctx.metadata())?,
+        )?);
         if self.pending.len() >= BATCH_EVENTS {
             self.flush().await?;
         }

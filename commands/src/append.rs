@@ -23,6 +23,11 @@ const WIDTH: usize = 7;
 /// Rows per multi-row `INSERT` on SQLite (under its 32,766 parameters).
 const SQLITE_ROWS_PER_INSERT: usize = 1_000;
 
+/// A command's metadata map as stored.
+pub fn metadata(map: &HashMap<String, String>) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(map)
+}
+
 /// An event as it will be stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewEvent {
@@ -36,12 +41,14 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// `event` at `sequence` of aggregate `id` of type `A`.
+    /// `event` at `sequence` of aggregate `id` of type `A`, with `metadata`
+    /// as [`metadata`] serializes a command's context map (once per command,
+    /// however many events it writes).
     pub fn new<A: Aggregate>(
         id: impl Into<String>,
         sequence: i64,
         event: &A::Event,
-        metadata: &HashMap<String, String>,
+        metadata: Value,
     ) -> Result<Self, serde_json::Error> {
         Ok(Self {
             aggregate_type: A::TYPE,
@@ -50,7 +57,7 @@ impl NewEvent {
             event_type: event.event_type(),
             event_version: event.event_version(),
             payload: serde_json::to_value(event)?,
-            metadata: serde_json::to_value(metadata)?,
+            metadata,
         })
     }
 

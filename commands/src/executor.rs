@@ -124,14 +124,17 @@ async fn insert_events<A: Aggregate>(
     events: &[A::Event],
     metadata: &std::collections::HashMap<String, String>,
 ) -> Result<(), AggregateError<A::Error>> {
+    let unexpected = |e: serde_json::Error| AggregateError::UnexpectedError(Box::new(e));
+    let metadata = crate::append::metadata(metadata).map_err(unexpected)?;
     let rows = events
         .iter()
         .enumerate()
         .map(|(i, event)| {
-            crate::append::NewEvent::new::<A>(id, (after + 1 + i) as i64, event, metadata)
+            let sequence = (after + 1 + i) as i64;
+            crate::append::NewEvent::new::<A>(id, sequence, event, metadata.clone())
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+        .map_err(unexpected)?;
     match crate::append::insert(pool, &rows).await {
         Ok(()) => Ok(()),
         // As postgres-es classifies them.

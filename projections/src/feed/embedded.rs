@@ -56,14 +56,6 @@ impl EmbeddedFeed {
         Self { commands, handlers }
     }
 
-    async fn checkpoint(&self) -> Result<Checkpoint, sqlx::Error> {
-        stored_checkpoint(self.commands.db()).await
-    }
-
-    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), sqlx::Error> {
-        save_checkpoint(self.commands.db(), checkpoint).await
-    }
-
     /// Hands a run of events to every handler, each getting the ones it
     /// wants as one batch. Returns how many events, from the start, every
     /// handler is done with, and why it stopped short of all of them (the
@@ -107,13 +99,15 @@ impl EmbeddedFeed {
     /// One step: process the next batch; returns how many events it handled.
     #[tracing::instrument(name = "embedded_batch", skip_all)]
     pub async fn process_next_batch(&self) -> Result<usize, String> {
-        let after = self.checkpoint().await.map_err(|e| e.to_string())?;
+        let after = stored_checkpoint(self.commands.db())
+            .await
+            .map_err(|e| e.to_string())?;
         let events = read_committed_after(self.commands.db(), after, BATCH)
             .await
             .map_err(|e| e.to_string())?;
         let (done, stopped) = self.deliver(&events).await;
         if done > 0 {
-            self.save_checkpoint(events[done - 1].checkpoint())
+            save_checkpoint(self.commands.db(), events[done - 1].checkpoint())
                 .await
                 .map_err(|e| e.to_string())?;
         }
