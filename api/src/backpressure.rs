@@ -2,7 +2,7 @@
 //! no longer wait for the views, so without this a burst could leave them
 //! behind for good. A refused write changes nothing; the client retries.
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -26,15 +26,12 @@ pub async fn refuse_writes_past_lag(
         if let Some(lag) = state.lag.beyond(state.settings.lag_bound) {
             metrics::counter!("crm_writes_refused_total", "view" => lag.view).increment(1);
             let wait = lag.seconds.clamp(1.0, 30.0).ceil() as u64;
-            return ApiError {
-                retry_after: Some(wait),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "the {} view is {} events ({:.1} s) behind the writes; retry once it catches up",
-                        lag.view, lag.events, lag.seconds
-                    ),
-                )
+            return ApiError::Unavailable {
+                detail: format!(
+                    "the {} view is {} events ({:.1} s) behind the writes; retry once it catches up",
+                    lag.view, lag.events, lag.seconds
+                ),
+                retry_after: wait,
             }
             .into_response();
         }

@@ -60,12 +60,16 @@ impl FromRequestParts<AppState> for Caller {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .ok_or_else(|| ApiError::unauthorized("a Bearer access token is required"))?
+            .ok_or(ApiError::Unauthenticated(
+                "a Bearer access token is required",
+            ))?
             .trim();
         if token.starts_with(crate::api_keys::PREFIX) {
             let (key, company_id) = crate::api_keys::authenticate(state.pool(), token)
                 .await?
-                .ok_or_else(|| ApiError::unauthorized("the API key is invalid or was deleted"))?;
+                .ok_or(ApiError::Unauthenticated(
+                    "the API key is invalid or was deleted",
+                ))?;
             state.api_key_usage.used(state.pool(), key);
             return Ok(Self {
                 user_id: UserId(key),
@@ -74,12 +78,11 @@ impl FromRequestParts<AppState> for Caller {
                 kind: CallerKind::ApiKey,
             });
         }
-        let claims = state
-            .tokens
-            .verify(token)
-            .ok_or_else(|| ApiError::unauthorized("the access token is invalid or expired"))?;
+        let claims = state.tokens.verify(token).ok_or(ApiError::Unauthenticated(
+            "the access token is invalid or expired",
+        ))?;
         let (user_id, company_id) = (UserId(claims.sub), CompanyId(claims.cid));
-        let revoked = || ApiError::unauthorized("the access token is no longer valid");
+        let revoked = || ApiError::Unauthenticated("the access token is no longer valid");
         let viewed =
             projections::read::users::credentials_by_id(state.pool(), company_id, user_id).await?;
         let role = match viewed {

@@ -3,7 +3,7 @@
 //! binary (no build step, nothing fetched from elsewhere), so both run modes
 //! serve it without extra files on disk.
 use axum::extract::Path;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -63,7 +63,7 @@ async fn index() -> Response {
 async fn asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == file) {
         Some((_, content_type, body)) => page(content_type, body),
-        None => ApiError::new(StatusCode::NOT_FOUND, "no such console file").into_response(),
+        None => ApiError::NotFound("no such console file").into_response(),
     }
 }
 

@@ -4,7 +4,6 @@
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use commands::Expect;
 use projections::consistency::ConsistencyToken;
 use serde::de::DeserializeOwned;
@@ -39,14 +38,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json_content_type(req.headers()) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "expected a body with Content-Type: application/json",
+            return Err(ApiError::UnsupportedMediaType(
+                "expected a body with Content-Type: application/json".to_owned(),
             ));
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| ApiError::new(rejection.status(), rejection.body_text()))?;
+            .map_err(|rejection| {
+                ApiError::unreadable_body(rejection.status(), rejection.body_text())
+            })?;
         if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
             return Err(ApiError::bad_request(format!(
                 "the body is not valid JSON: {error}"
@@ -299,12 +299,14 @@ mod tests {
             (r#""just text""#, "body"),
         ] {
             let error = problem_of(json).await;
-            assert_eq!(error.status, StatusCode::UNPROCESSABLE_ENTITY, "{json}");
-            assert_eq!(error.errors.len(), 1, "{json}");
-            assert_eq!(error.errors[0].field, field, "{json}");
-            assert!(!error.errors[0].message.contains("line"), "{json}");
+            let ApiError::Invalid(errors) = error else {
+                panic!("{json}: {error:?}");
+            };
+            assert_eq!(errors.len(), 1, "{json}");
+            assert_eq!(errors[0].field, field, "{json}");
+            assert!(!errors[0].message.contains("line"), "{json}");
         }
-        assert_eq!(problem_of("{").await.status, StatusCode::BAD_REQUEST);
+        assert!(matches!(problem_of("{").await, ApiError::BadRequest(_)));
     }
 
     #[test]

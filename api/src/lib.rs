@@ -33,7 +33,6 @@ pub mod state;
 pub mod validate;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::Router;
 use std::time::Duration;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -98,13 +97,8 @@ pub fn app(state: AppState, http: &HttpSettings) -> Router {
     let router = router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .merge(console::router())
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "this route does not allow that method",
-            )
-        })
+        .fallback(|| async { ApiError::NotFound("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             backpressure::refuse_writes_past_lag,

@@ -38,12 +38,9 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError {
-            retry_after: Some(5),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the request took longer than {} s; retry", limit.as_secs()),
-            )
+        Err(_) => ApiError::Unavailable {
+            detail: format!("the request took longer than {} s; retry", limit.as_secs()),
+            retry_after: 5,
         }
         .into_response(),
     }
@@ -195,15 +192,12 @@ pub async fn limit_requests(
     };
     let (quota, over) = limiter.hit(&credential);
     let mut response = if over {
-        ApiError {
-            retry_after: Some(quota.reset_secs),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "more than {} requests in {} s with this credential; retry later",
-                    quota.limit, quota.window_secs
-                ),
-            )
+        ApiError::RateLimited {
+            detail: format!(
+                "more than {} requests in {} s with this credential; retry later",
+                quota.limit, quota.window_secs
+            ),
+            retry_after: quota.reset_secs,
         }
         .into_response()
     } else {

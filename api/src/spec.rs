@@ -11,7 +11,9 @@
 //!   or request timeout, with `Retry-After`);
 //! - the headers the contract defines (`If-Match`, `Idempotency-Key`,
 //!   `X-Consistency-Token`) and the list parameters get the exact syntax the
-//!   server accepts.
+//!   server accepts, and the headers their one description;
+//! - the success headers [`Reply`](crate::routes::Reply) sets are declared by
+//!   the rules it follows (see [`success_headers`]), described once here.
 //!
 //! `tests/schemathesis.sh` checks the result against the running server.
 use utoipa::openapi::path::{Operation, Parameter, ParameterIn};
@@ -153,6 +155,24 @@ fn header_schema(pattern: &str, max: Option<usize>) -> RefOr<Schema> {
         .into()
 }
 
+/// What a header parameter of the contract means, by name; the same on
+/// every route.
+fn parameter_description(location: &ParameterIn, name: &str) -> Option<&'static str> {
+    match (location, name.to_ascii_lowercase().as_str()) {
+        (ParameterIn::Header, "if-match") => {
+            Some("An ETag of this API: the change applies only to that version")
+        }
+        (ParameterIn::Header, "idempotency-key") => Some(
+            "Repeats with the same key (same company) return the first result and create \
+             nothing new; the same key with a different request is 422",
+        ),
+        (ParameterIn::Header, "x-consistency-token") => {
+            Some("A write's token: wait (at most 5 s) until the read includes it")
+        }
+        _ => None,
+    }
+}
+
 /// The exact schema of the parameters whose syntax lives in code, by name.
 fn parameter_schema(location: &ParameterIn, name: &str) -> Option<RefOr<Schema>> {
     use crate::extract::{IDEMPOTENCY_KEY_PATTERN, IF_MATCH_PATTERN};
@@ -213,7 +233,15 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
         if let Some(schema) = parameter_schema(&parameter.parameter_in, &parameter.name) {
             parameter.schema = Some(schema);
         }
+        if parameter.description.is_none() {
+            parameter.description =
+                parameter_description(&parameter.parameter_in, &parameter.name).map(str::to_owned);
+        }
     }
+    let waits_for_token = parameters.iter().any(|p| {
+        matches!(p.parameter_in, ParameterIn::Header)
+            && p.name.eq_ignore_ascii_case("x-consistency-token")
+    });
     let has_parameters = !parameters.is_empty();
     let has_query = parameters
         .iter()
@@ -223,6 +251,16 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
     }
     let has_body = !body_types(operation.request_body.as_ref()).is_empty();
     let secured = is_secured(operation);
+    let reply = ReplyFacts {
+        path,
+        write: method != "get",
+        event_sourced: operation
+            .tags
+            .iter()
+            .flatten()
+            .any(|tag| EVENT_SOURCED_TAGS.contains(&tag.as_str())),
+        waits_for_token,
+    };
     let responses = &mut operation.responses.responses;
     if has_query {
         let response = Response::new(
@@ -297,6 +335,15 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
                 .content
                 .insert(PROBLEM_JSON.to_owned(), Content::new(Some(schema)));
         }
+        if status.starts_with('2') {
+            let body = body_schema_name(response);
+            for (name, description) in success_headers(&reply, status, body) {
+                response
+                    .headers
+                    .entry(name.to_owned())
+                    .or_insert_with(|| header(description));
+            }
+        }
         match status.as_str() {
             "401" => {
                 response.headers.insert(
@@ -313,6 +360,67 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
             _ => {}
         }
     }
+}
+
+/// The tags whose writes go to the event store and so answer with a token.
+const EVENT_SOURCED_TAGS: [&str; 4] = ["customers", "users", "company", "photos"];
+/// The bodies that are one versioned resource (they carry its `ETag`).
+const VERSIONED_BODIES: [&str; 4] = ["CustomerDto", "UserDto", "CompanyDto", "PhotoMetadata"];
+/// Writes whose replies wait for the views, so that sessions change at once.
+const WAITING_WRITE_BODIES: [&str; 2] = ["UserDto", "SignupResponse"];
+const SIGNUP: &str = "/v1/signup";
+
+/// What decides an operation's success headers.
+struct ReplyFacts<'a> {
+    path: &'a str,
+    write: bool,
+    event_sourced: bool,
+    waits_for_token: bool,
+}
+
+/// The name of the schema a response's body refers to, if any.
+fn body_schema_name(response: &Response) -> Option<String> {
+    match response.content.values().next()?.schema.as_ref()? {
+        RefOr::Ref(reference) => reference.ref_location.rsplit('/').next().map(str::to_owned),
+        RefOr::T(_) => None,
+    }
+}
+
+/// The success headers of the contract, by the rules `Reply` follows:
+/// a versioned resource carries its `ETag`; a write to the event store its
+/// `X-Consistency-Token`; a created resource (and a customer or user
+/// written) its `Location`; a reply that may wait for the views
+/// `X-Consistency-Stale`.
+fn success_headers(
+    reply: &ReplyFacts,
+    status: &str,
+    body: Option<String>,
+) -> Vec<(&'static str, &'static str)> {
+    let body = body.as_deref().unwrap_or("");
+    let mut headers = vec![];
+    if VERSIONED_BODIES.contains(&body) {
+        headers.push((
+            "ETag",
+            "The resource's version, quoted: send it back in If-Match",
+        ));
+    }
+    if reply.write && (reply.event_sourced || reply.path == SIGNUP) {
+        headers.push((
+            "X-Consistency-Token",
+            "Send it back on a read to see this request's writes",
+        ));
+    }
+    let written_person = reply.write && ["CustomerDto", "UserDto"].contains(&body);
+    if (status == "201" && reply.path != SIGNUP) || written_person {
+        headers.push(("Location", "The resource's URL"));
+    }
+    if reply.waits_for_token || (reply.write && WAITING_WRITE_BODIES.contains(&body)) {
+        headers.push((
+            "X-Consistency-Stale",
+            "`true` when the answer gave up waiting for the views (a read's X-Consistency-Token, or a user write's own)",
+        ));
+    }
+    headers
 }
 
 /// Completes the document the handler annotations produce (see the module docs).

@@ -122,7 +122,7 @@ impl Fields {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::invalid(self.errors))
+            Err(ApiError::Invalid(self.errors))
         }
     }
 

@@ -63,7 +63,7 @@ impl From<ApiKeyRow> for ApiKeyDto {
 /// this company (admins only).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", security(("bearer" = [])), request_body = CreateApiKey,
     responses(
-        (status = 201, body = NewApiKeyDto, headers(("Location" = String, description = "The key's URL"))),
+        (status = 201, body = NewApiKeyDto),
         (status = 403, body = Problem, description = "Only admins may do this"),
         (status = 422, body = Problem)))]
 pub async fn create_api_key(

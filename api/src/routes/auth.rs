@@ -105,7 +105,7 @@ async fn issue_tokens(
 /// Creates a company and its first admin, and logs the admin in.
 #[utoipa::path(post, path = "/v1/signup", tag = "auth", request_body = SignupRequest,
     responses(
-        (status = 201, body = SignupResponse, headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))),
+        (status = 201, body = SignupResponse),
         (status = 403, body = Problem, description = "Signup is disabled on this server"),
         (status = 409, body = Problem, description = "The email is taken"),
         (status = 422, body = Problem)))]
@@ -114,8 +114,7 @@ pub async fn signup(
     Json(body): Json<SignupRequest>,
 ) -> ApiResult<Reply<SignupResponse>> {
     if !state.settings.signup_enabled {
-        let detail = "signup is disabled on this server";
-        return Err(ApiError::new(StatusCode::FORBIDDEN, detail));
+        return Err(ApiError::Forbidden("signup is disabled on this server"));
     }
     let (company_name, name, email, password) = body.validated()?;
     let password_hash = passwords::hash(password)
@@ -139,18 +138,28 @@ pub async fn signup(
         ConsistencyToken::applied::<domain::company::Company>(ctx.company_id, company.version).and(
             ConsistencyToken::applied::<domain::user::User>(ctx.user_id, user.version),
         );
-    // Login must work at once: wait for the views before answering. If they
-    // lag (the bus or the workers are down) the account exists all the
-    // same: answer from its events (the token works once the views catch up).
+    signed_up(&state, &ctx, token, user.version).await
+}
+
+/// The new account, logged in. Login must work at once: wait for the views
+/// before answering. If they lag (the bus or the workers are down) the
+/// account exists all the same: answer from its events (the token works
+/// once the views catch up).
+async fn signed_up(
+    state: &AppState,
+    ctx: &CommandContext,
+    token: ConsistencyToken,
+    user_version: u64,
+) -> ApiResult<Reply<SignupResponse>> {
     let stale = state.await_token(ctx.company_id, Some(&token)).await;
     let (user, folded_stamp) =
-        super::users::fresh_user(&state, ctx.company_id, ctx.user_id, user.version).await?;
-    let company = super::company::company_from_store(&state, ctx.company_id).await?;
+        super::users::fresh_user(state, ctx.company_id, ctx.user_id, user_version).await?;
+    let company = super::company::company_from_store(state, ctx.company_id).await?;
     let security_stamp = match folded_stamp {
         Some(stamp) => stamp,
-        None => stored_stamp(&state, &ctx).await?,
+        None => stored_stamp(state, ctx).await?,
     };
-    let tokens = issue_tokens(&state, ctx.user_id, ctx.company_id, security_stamp, None).await?;
+    let tokens = issue_tokens(state, ctx.user_id, ctx.company_id, security_stamp, None).await?;
     Ok(Reply::ok(SignupResponse {
         company,
         user,
@@ -209,7 +218,7 @@ pub async fn token(
     let valid = passwords::verify(body.password, hash).await;
     let Some(credentials) = credentials.filter(|_| valid) else {
         state.login_throttle.failed(&account, &address);
-        return Err(ApiError::unauthorized("invalid email or password"));
+        return Err(ApiError::Unauthenticated("invalid email or password"));
     };
     state.login_throttle.succeeded(&account, &address);
     let (Ok(user), Ok(company)) = (
@@ -227,12 +236,9 @@ pub async fn token(
 /// it refuses, a pause after recent failures.
 async fn login_gate(state: &AppState, account: &str, address: &str) -> ApiResult<()> {
     match state.login_throttle.gate(account, address) {
-        LoginGate::Refuse(seconds) => Err(ApiError {
-            retry_after: Some(seconds),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed logins; retry later",
-            )
+        LoginGate::Refuse(seconds) => Err(ApiError::RateLimited {
+            detail: "too many failed logins; retry later".to_owned(),
+            retry_after: seconds,
         }),
         LoginGate::Proceed(delay) => {
             if !delay.is_zero() {
@@ -254,7 +260,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshRequest>,
 ) -> ApiResult<Reply<TokenResponse>> {
-    let refused = || ApiError::unauthorized("the refresh token is invalid, expired or revoked");
+    let refused = || ApiError::Unauthenticated("the refresh token is invalid, expired or revoked");
     let session = sessions::spend(state.pool(), body.refresh_token.trim())
         .await?
         .map_err(|_| refused())?;
@@ -297,18 +303,15 @@ pub async fn logout(
 
 /// The calling user.
 #[utoipa::path(get, path = "/v1/me", tag = "auth", security(("bearer" = [])),
-    params(("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = UserDto, headers(
-        ("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"),
-        ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
+    params(("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = UserDto)))]
 pub async fn me(
     State(state): State<AppState>,
     caller: Caller,
     WaitFor(wait): WaitFor,
 ) -> ApiResult<Reply<UserDto>> {
     if caller.kind == CallerKind::ApiKey {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+        return Err(ApiError::Forbidden(
             "an API key is not a user: /v1/me needs a user's access token",
         ));
     }

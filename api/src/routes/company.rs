@@ -60,10 +60,8 @@ pub async fn company_from_store(state: &AppState, company: CompanyId) -> ApiResu
 
 /// The caller's company.
 #[utoipa::path(get, path = "/v1/company", tag = "company", security(("bearer" = [])),
-    params(("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = CompanyDto, headers(
-        ("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"),
-        ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
+    params(("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = CompanyDto)))]
 pub async fn get_company(
     State(state): State<AppState>,
     caller: Caller,
@@ -76,11 +74,9 @@ pub async fn get_company(
 
 /// Renames the company (admins only).
 #[utoipa::path(patch, path = "/v1/company", tag = "company", security(("bearer" = [])), request_body = RenameCompany,
-    params(("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+    params(("If-Match" = Option<String>, Header)),
     responses(
-        (status = 200, body = CompanyDto, headers(
-            ("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"),
-            ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))),
+        (status = 200, body = CompanyDto),
         (status = 403, body = Problem, description = "Only admins may do this"),
         (status = 409, body = Problem, description = "Changed concurrently; retry"),
         (status = 412, body = Problem, description = "The If-Match version is stale"),

@@ -149,8 +149,8 @@ impl CustomerListParams {
 
 /// A page of customers.
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", security(("bearer" = [])),
-    params(PageParams, CustomerListParams, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = CustomerPage, headers(("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
+    params(PageParams, CustomerListParams, ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = CustomerPage)))]
 pub async fn list_customers(
     State(state): State<AppState>,
     caller: Caller,

@@ -8,7 +8,7 @@ use commands::CommandError;
 use domain::customer::{Customer, CustomerCommand, CustomerDetails, CustomerError, DetailsChange};
 use domain::photo::Photo;
 use domain::values::{Email, Notes, PersonName, Phone};
-use domain::{CustomerId, PhotoId};
+use domain::{CompanyId, CustomerId, PhotoId};
 use projections::consistency::ConsistencyToken;
 use projections::read::customers::CustomerRow;
 use projections::views::customers::Customers;
@@ -225,8 +225,8 @@ async fn with_photo_details(
 
 /// Creates a customer.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", security(("bearer" = [])), request_body = CreateCustomer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
-    responses((status = 201, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = CustomerDto),
         (status = 404, body = Problem, description = "No such photo in the caller's company"),
         (status = 409, body = Problem, description = "The id is taken, or the photo is attached elsewhere or rejected"),
         (status = 422, body = Problem)))]
@@ -237,13 +237,7 @@ pub async fn create_customer(
     Json(body): Json<CreateCustomer>,
 ) -> ApiResult<Reply<CustomerDto>> {
     let digest = key.as_ref().map(|_| crate::idempotency::digest(&body));
-    let id = CustomerId(match (body.id, &key) {
-        (Some(id), _) => id,
-        (None, Some(key)) => {
-            crate::idempotency::derived_id::<Customer>(caller.company_id, key).as_uuid()
-        }
-        (None, None) => Uuid::now_v7(),
-    });
+    let id = new_customer_id(body.id, key.as_deref(), caller.company_id);
     let register = CustomerCommand::Register {
         customer_id: id,
         company_id: caller.company_id,
@@ -275,6 +269,16 @@ pub async fn create_customer(
         // A new customer: its reply needs no read.
         Some(row) => reply_with(&state, &caller, row, token, version, StatusCode::CREATED).await,
         None => reply_customer(&state, &caller, id, token, version, StatusCode::CREATED).await,
+    }
+}
+
+/// The id the client chose, or one derived from its `Idempotency-Key` (so a
+/// repeat names the same customer), or a fresh one.
+fn new_customer_id(chosen: Option<Uuid>, key: Option<&str>, company: CompanyId) -> CustomerId {
+    match (chosen, key) {
+        (Some(id), _) => CustomerId(id),
+        (None, Some(key)) => crate::idempotency::derived_id::<Customer>(company, key),
+        (None, None) => CustomerId(Uuid::now_v7()),
     }
 }
 
@@ -378,8 +382,8 @@ impl From<commands::events::StoredEvent> for HistoryEntry {
 }
 
 /// One customer (a deleted one too, with `deleted_at` set).
-#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company")))]
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem, description = "No such customer in the caller's company")))]
 pub async fn get_customer(
     State(state): State<AppState>,
     caller: Caller,
@@ -397,9 +401,9 @@ pub async fn get_customer(
 }
 
 /// Changes any subset of the writable fields; `null` clears an optional one.
-#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateCustomer,
-    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem, description = "No such customer in the caller's company"),
         (status = 409, body = Problem, description = "The customer is deleted, or changed concurrently"),
         (status = 412, body = Problem, description = "The If-Match version is stale"), (status = 422, body = Problem)))]
 pub async fn update_customer(
@@ -432,8 +436,8 @@ pub async fn update_customer(
 }
 
 /// Soft-deletes a customer: it leaves the default list.
-#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
-    responses((status = 204, description = "Deleted (soft: an event; restorable)", headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "Deleted (soft: an event; restorable)"), (status = 404, body = Problem, description = "No such customer in the caller's company"),
         (status = 409, body = Problem, description = "Already deleted, or changed concurrently"), (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn delete_customer(
     State(state): State<AppState>,
@@ -452,8 +456,8 @@ pub async fn delete_customer(
 }
 
 /// Restores a deleted customer.
-#[utoipa::path(post, path = "/v1/customers/{id}/restore", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
-    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+#[utoipa::path(post, path = "/v1/customers/{id}/restore", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem, description = "No such customer in the caller's company"),
         (status = 409, body = Problem, description = "Not deleted, or changed concurrently"), (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn restore_customer(
     State(state): State<AppState>,
@@ -473,9 +477,9 @@ pub async fn restore_customer(
 
 /// Shows an uploaded photo on the customer (upload flow, option 1); the
 /// previous photo is detached.
-#[utoipa::path(put, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+#[utoipa::path(put, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = SetPhoto,
-    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+    responses((status = 200, body = CustomerDto),
         (status = 404, body = Problem, description = "No such customer or photo in the caller's company"),
         (status = 409, body = Problem, description = "The customer is deleted, or the photo is attached elsewhere or rejected"),
         (status = 412, body = Problem, description = "The If-Match version is stale")))]
@@ -501,8 +505,8 @@ pub async fn set_photo(
 }
 
 /// Removes the customer's photo.
-#[utoipa::path(delete, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
-    responses((status = 200, body = CustomerDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such customer in the caller's company"),
+#[utoipa::path(delete, path = "/v1/customers/{id}/photo", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = CustomerDto), (status = 404, body = Problem, description = "No such customer in the caller's company"),
         (status = 409, body = Problem, description = "The customer is deleted, or changed concurrently"), (status = 412, body = Problem, description = "The If-Match version is stale")))]
 pub async fn remove_photo(
     State(state): State<AppState>,

@@ -4,6 +4,7 @@
 //! those of one request per operation; they run in order and one failing
 //! does not undo or stop the others.
 use axum::extract::State;
+use axum::response::Response;
 use commands::Expect;
 use projections::consistency::ConsistencyToken;
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::customers::{create_customer, delete_customer, update_customer};
+use super::customers::{create_customer, delete_customer, update_customer, CustomerDto};
 use super::Reply;
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -75,7 +76,7 @@ pub struct BatchResponse {
 
 /// Runs up to 100 customer creates, updates and deletes; each has its own result.
 #[utoipa::path(post, path = "/v1/customers/batch", tag = "customers", security(("bearer" = [])), request_body = BatchRequest,
-    responses((status = 200, body = BatchResponse, description = "Every operation ran; see each result's status", headers(("X-Consistency-Token" = String, description = "Send it back on a read to see every write of the batch"))),
+    responses((status = 200, body = BatchResponse, description = "Every operation ran; see each result's status"),
         (status = 422, body = Problem, description = "No operations, more than 100, or a malformed batch")))]
 pub async fn customers_batch(
     State(state): State<AppState>,
@@ -93,13 +94,7 @@ pub async fn customers_batch(
     for (index, operation) in body.operations.into_iter().enumerate() {
         let mut result = run(&state, &caller, index, operation)
             .await
-            .unwrap_or_else(|error| BatchResult {
-                status: error.status.as_u16(),
-                id: None,
-                etag: None,
-                problem: Some(error.problem()),
-                token: None,
-            });
+            .unwrap_or_else(BatchResult::failed);
         if let Some(written) = result.token.take() {
             token = Some(match token {
                 Some(token) => token.and(written),
@@ -128,74 +123,81 @@ async fn run(
             .map_err(|_| ApiError::field(&field("if_match"), "must be an ETag like \"3\""))?,
         None => Expect::Any,
     };
-    let id = || {
-        operation
-            .id
-            .ok_or_else(|| ApiError::field(&field("id"), "is required"))
-    };
-    let has_data = operation.data.is_some();
-    // No data is a problem of the operation (null is no body), not an empty change.
-    let data = operation.data.map_or(Value::Null, |mut data| {
-        if let (BatchOp::Create, Some(id)) = (operation.op, operation.id) {
-            data.entry("id")
-                .or_insert_with(|| Value::String(id.to_string()));
-        }
-        Value::Object(data)
-    });
+    let id = operation
+        .id
+        .ok_or_else(|| ApiError::field(&field("id"), "is required"));
     let data_field = field("data");
+    let (state, caller) = (State(state.clone()), caller.clone());
     let reply = match operation.op {
         BatchOp::Create => {
-            create_customer(
-                State(state.clone()),
-                caller.clone(),
-                IdempotencyKey(None),
-                Json(body_of(data, &data_field)?),
-            )
-            .await?
+            let body = body_of(operation.data_with_id(), &data_field)?;
+            create_customer(state, caller, IdempotencyKey(None), Json(body)).await?
         }
         BatchOp::Update => {
-            update_customer(
-                State(state.clone()),
-                caller.clone(),
-                IfMatch(expected),
-                Path(id()?),
-                Json(body_of(data, &data_field)?),
-            )
-            .await?
+            let body = body_of(operation.data_with_id(), &data_field)?;
+            update_customer(state, caller, IfMatch(expected), Path(id?), Json(body)).await?
         }
         BatchOp::Delete => {
-            let id = id()?;
-            if has_data {
+            let id = id?;
+            if operation.data.is_some() {
                 return Err(ApiError::field(&data_field, "a delete takes no data"));
             }
-            let response = delete_customer(
-                State(state.clone()),
-                caller.clone(),
-                IfMatch(expected),
-                Path(id),
-            )
-            .await?;
-            let token = response
-                .headers()
-                .get(super::CONSISTENCY_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(ConsistencyToken::decode);
-            return Ok(BatchResult {
-                status: response.status().as_u16(),
-                id: Some(id.to_string()),
-                etag: None,
-                problem: None,
-                token,
-            });
+            let response = delete_customer(state, caller, IfMatch(expected), Path(id)).await?;
+            return Ok(BatchResult::deleted(id, &response));
         }
     };
-    Ok(BatchResult {
-        status: reply.status.as_u16(),
-        id: Some(reply.body.id.clone()),
-        etag: reply.version.map(|v| format!("\"{v}\"")),
-        problem: None,
-        token: reply.token,
-    })
+    Ok(BatchResult::written(reply))
+}
+
+impl BatchOperation {
+    /// The single route's body; a create's `id` goes in it. No data is a
+    /// problem of the operation (`null` is no body), not an empty change.
+    fn data_with_id(&self) -> Value {
+        self.data.clone().map_or(Value::Null, |mut data| {
+            if let (BatchOp::Create, Some(id)) = (self.op, self.id) {
+                data.entry("id")
+                    .or_insert_with(|| Value::String(id.to_string()));
+            }
+            Value::Object(data)
+        })
+    }
+}
+
+impl BatchResult {
+    fn written(reply: Reply<CustomerDto>) -> Self {
+        Self {
+            status: reply.status.as_u16(),
+            id: Some(reply.body.id.clone()),
+            etag: reply.version.map(|v| format!("\"{v}\"")),
+            problem: None,
+            token: reply.token,
+        }
+    }
+
+    fn deleted(id: Uuid, response: &Response) -> Self {
+        let token = response
+            .headers()
+            .get(super::CONSISTENCY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ConsistencyToken::decode);
+        Self {
+            status: response.status().as_u16(),
+            id: Some(id.to_string()),
+            etag: None,
+            problem: None,
+            token,
+        }
+    }
+
+    fn failed(error: ApiError) -> Self {
+        Self {
+            status: error.status().as_u16(),
+            id: None,
+            etag: None,
+            problem: Some(error.problem()),
+            token: None,
+        }
+    }
 }
 
 /// The single route's body, read with the same rules (unknown fields, wrong

@@ -1,6 +1,6 @@
 //! Health, readiness and metrics for operators.
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -53,12 +53,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         })
         .into_response()
     } else {
-        ApiError {
-            retry_after: Some(5),
-            ..ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {} down", down.join(", ")),
-            )
+        ApiError::Unavailable {
+            detail: format!("not ready: {} down", down.join(", ")),
+            retry_after: 5,
         }
         .into_response()
     }

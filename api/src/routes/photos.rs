@@ -147,7 +147,7 @@ impl Upload {
 
 fn multipart_error(error: MultipartError) -> ApiError {
     if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the photo is too large")
+        ApiError::TooLarge("the photo is too large".to_owned())
     } else {
         ApiError::bad_request(error.body_text())
     }
@@ -165,10 +165,9 @@ async fn read_file(
             // the 413 instead of a broken pipe; the route's body limit
             // bounds how much we are willing to read.
             while let Ok(Some(_)) = field.chunk().await {}
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the photo is larger than {max} bytes"),
-            ));
+            return Err(ApiError::TooLarge(format!(
+                "the photo is larger than {max} bytes"
+            )));
         }
         hasher.update(&chunk);
         bytes.extend_from_slice(&chunk);
@@ -184,8 +183,8 @@ async fn read_file(
 /// Uploads a photo; with `customer_id` it is attached to that customer asynchronously.
 #[utoipa::path(post, path = "/v1/photos", tag = "photos", security(("bearer" = [])),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
-    responses((status = 201, body = PhotoDto, headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"))),
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 201, body = PhotoDto),
         (status = 404, body = Problem, description = "No such customer in the caller's company"),
         (status = 409, body = Problem, description = "The customer is deleted"),
         (status = 413, body = Problem, description = "The photo is larger than the upload limit"),
@@ -197,12 +196,7 @@ pub async fn upload_photo(
     IdempotencyKey(key): IdempotencyKey,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Reply<PhotoDto>> {
-    let multipart = multipart.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("expected multipart/form-data: {}", rejection.body_text()),
-        )
-    })?;
+    let multipart = multipart.map_err(not_multipart)?;
     let (upload, customer) = read_form(multipart, state.settings.max_upload_bytes).await?;
     let photo_id = PhotoId(match &key {
         Some(key) => crate::idempotency::derived_id::<Photo>(caller.company_id, key).as_uuid(),
@@ -233,16 +227,27 @@ pub async fn upload_photo(
         )))) if key.is_some() => 1,
         Err(error) => return Err(error.into()),
     };
-    // With a customer, the token also covers the policy's attach.
-    let mut token = ConsistencyToken::applied::<Photo>(photo_id, version);
-    if customer.is_some() {
-        let id = photo_id.to_string();
-        token.0.push(Requirement::PhotoSettled { id });
-    }
     Ok(Reply::ok(dto)
         .status(StatusCode::CREATED)
-        .token(token)
+        .token(upload_token(photo_id, version, customer.is_some()))
         .location(format!("/v1/photos/{photo_id}")))
+}
+
+fn not_multipart(rejection: MultipartRejection) -> ApiError {
+    ApiError::UnsupportedMediaType(format!(
+        "expected multipart/form-data: {}",
+        rejection.body_text()
+    ))
+}
+
+/// An upload's token; with a customer it also covers the policy's attach.
+fn upload_token(photo: PhotoId, version: u64, for_customer: bool) -> ConsistencyToken {
+    let mut token = ConsistencyToken::applied::<Photo>(photo, version);
+    if for_customer {
+        let id = photo.to_string();
+        token.0.push(Requirement::PhotoSettled { id });
+    }
+    token
 }
 
 /// The form's image and the customer it is for. Like the JSON bodies:
@@ -284,7 +289,7 @@ const MAX_DIMENSION: usize = 16_384;
 /// image of that type with sane dimensions: a magic number alone (a few
 /// bytes in front of anything) is not an image.
 fn judge_image(bytes: &[u8]) -> ApiResult<ImageType> {
-    let refuse = |why: &str| ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, why.to_owned());
+    let refuse = |why: &str| ApiError::UnsupportedMediaType(why.to_owned());
     let image = ImageType::sniff(bytes)
         .ok_or_else(|| refuse("the file is not a JPEG, PNG, WebP or GIF image"))?;
     let header_type = imagesize::image_type(bytes).ok();
@@ -321,12 +326,12 @@ pub struct SignedPhoto {
 
 /// The photo's bytes, with its stored content type. Reached with a token,
 /// or without one through the signed `url` that customers and photos carry.
-#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = []), ()), params(("id" = Uuid, Path), SignedPhoto, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
+#[utoipa::path(get, path = "/v1/photos/{id}", tag = "photos", security(("bearer" = []), ()), params(("id" = Uuid, Path), SignedPhoto, ("X-Consistency-Token" = Option<String>, Header)),
     responses((status = 200, description = "The image bytes, with the type they were judged to be",
             content(("image/jpeg"), ("image/png"), ("image/webp"), ("image/gif")),
             headers(("ETag" = String, description = "The quoted sha256 of the bytes"),
                 ("Cache-Control" = String, description = "`private, max-age=86400, immutable`"),
-                ("X-Content-Type-Options" = String, description = "`nosniff`"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+                ("X-Content-Type-Options" = String, description = "`nosniff`"))),
         (status = 401, body = Problem, description = "No token and no valid signed URL (or an expired one)"),
         (status = 404, body = Problem, description = "No such photo in the caller's company")))]
 pub async fn get_photo(
@@ -363,7 +368,7 @@ impl SignedPhoto {
                 let company = CompanyId(company);
                 let urls = &state.settings.photo_urls;
                 if !urls.verify(company, photo, expires, signature) {
-                    return Err(ApiError::unauthorized(
+                    return Err(ApiError::Unauthenticated(
                         "the photo URL is invalid or has expired",
                     ));
                 }
@@ -403,8 +408,8 @@ fn photo_headers(headers: &mut HeaderMap, row: &PhotoRow, cross_origin: bool) {
 }
 
 /// What the server knows of a photo: whether the policy attached or rejected it, and why.
-#[utoipa::path(get, path = "/v1/photos/{id}/metadata", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = PhotoMetadata, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+#[utoipa::path(get, path = "/v1/photos/{id}/metadata", tag = "photos", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = PhotoMetadata),
         (status = 404, body = Problem, description = "No such photo in the caller's company")))]
 pub async fn photo_metadata(
     State(state): State<AppState>,

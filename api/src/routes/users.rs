@@ -161,8 +161,8 @@ async fn reply_user(
 }
 
 /// Users of the caller's company, oldest first.
-#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(PageParams, ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = UserPage, headers(("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token")))))]
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(PageParams, ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = UserPage)))]
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -192,9 +192,9 @@ pub async fn list_users(
 
 /// Adds a user to the company (admins only).
 #[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])), request_body = CreateUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key (same company) return the first result and create nothing new; the same key with a different request is 422")),
+    params(("Idempotency-Key" = Option<String>, Header)),
     responses(
-        (status = 201, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+        (status = 201, body = UserDto),
         (status = 403, body = Problem, description = "Only admins may do this"),
         (status = 409, body = Problem, description = "The email is taken, or the user an Idempotency-Key created was removed since"),
         (status = 422, body = Problem)))]
@@ -207,33 +207,15 @@ pub async fn create_user(
     caller.require_admin()?;
     let digest = key.as_ref().map(|_| body.digest());
     let new = body.validated()?;
-    let user_id = UserId(match &key {
-        Some(key) => crate::idempotency::derived_id::<User>(caller.company_id, key).as_uuid(),
-        None => Uuid::now_v7(),
-    });
-    let ctx = caller.context().with_request_digest(digest.clone());
-    let password_hash = passwords::hash(new.password)
-        .await
-        .map_err(ApiError::internal)?;
-    let register = UserCommand::Register {
-        user_id,
-        company_id: caller.company_id,
-        email: new.email.clone(),
-        name: new.name,
-        surname: new.surname,
-        title: new.title,
-        role: new.role,
-        password_hash,
+    let user_id = match key.as_deref() {
+        Some(key) => crate::idempotency::derived_id::<User>(caller.company_id, key),
+        None => UserId(Uuid::now_v7()),
     };
-    let created = accounts::create_user(
-        &state.commands,
-        &ctx,
-        user_id,
-        register,
-        &new.email,
-        new.role,
-    )
-    .await;
+    let ctx = caller.context().with_request_digest(digest.clone());
+    let (email, role) = (new.email.clone(), new.role);
+    let register = new.register(user_id, caller.company_id).await?;
+    let created =
+        accounts::create_user(&state.commands, &ctx, user_id, register, &email, role).await;
     let version = match created {
         Ok(outcome) => outcome.version,
         Err(commands::CommandError::Domain(accounts::AccountError::User(
@@ -252,6 +234,25 @@ struct NewUser {
     title: Option<Title>,
     password: String,
     role: Role,
+}
+
+impl NewUser {
+    /// The command that registers this user (its password hashed).
+    async fn register(self, user_id: UserId, company_id: CompanyId) -> ApiResult<UserCommand> {
+        let password_hash = passwords::hash(self.password)
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(UserCommand::Register {
+            user_id,
+            company_id,
+            email: self.email,
+            name: self.name,
+            surname: self.surname,
+            title: self.title,
+            role: self.role,
+            password_hash,
+        })
+    }
 }
 
 impl CreateUser {
@@ -311,8 +312,8 @@ async fn created_before(
 }
 
 /// One user of the company.
-#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header, description = "A write's token: wait (at most 5 s) until the read includes it")),
-    responses((status = 200, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))), (status = 404, body = Problem, description = "No such user in the caller's company")))]
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("X-Consistency-Token" = Option<String>, Header)),
+    responses((status = 200, body = UserDto), (status = 404, body = Problem, description = "No such user in the caller's company")))]
 pub async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -325,9 +326,9 @@ pub async fn get_user(
 }
 
 /// Changes a user's profile, email or password (admins, or the user itself).
-#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = UpdateUser,
-    responses((status = 200, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+    responses((status = 200, body = UserDto),
         (status = 403, body = Problem, description = "Only admins may change other users"),
         (status = 404, body = Problem, description = "No such user in the caller's company"),
         (status = 409, body = Problem, description = "The email is taken, or the user changed concurrently"),
@@ -375,9 +376,9 @@ fn parse_update(body: UpdateUser) -> ApiResult<accounts::UserUpdate> {
 }
 
 /// Makes a user an admin or a plain user (admins only); the last admin cannot be demoted.
-#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
+#[utoipa::path(put, path = "/v1/users/{id}/role", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
     request_body = ChangeRole,
-    responses((status = 200, body = UserDto, headers(("ETag" = String, description = "The resource's version, quoted: send it back in If-Match"), ("X-Consistency-Token" = String, description = "Send it back on a read to see this write"), ("Location" = String, description = "The resource's URL"), ("X-Consistency-Stale" = String, description = "`true` when the read gave up waiting for its X-Consistency-Token"))),
+    responses((status = 200, body = UserDto),
         (status = 403, body = Problem, description = "Only admins may do this"),
         (status = 404, body = Problem, description = "No such user in the caller's company"),
         (status = 409, body = Problem, description = "The company would lose its last admin"),
@@ -403,8 +404,8 @@ pub async fn change_role(
 }
 
 /// Removes a user (admins only); its tokens stop working at once.
-#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "An ETag of this API: the change applies only to that version")),
-    responses((status = 204, description = "Removed; its tokens stop working at once", headers(("X-Consistency-Token" = String, description = "Send it back on a read to see this write"))),
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "users", security(("bearer" = [])), params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "Removed; its tokens stop working at once"),
         (status = 403, body = Problem, description = "Only admins may do this"),
         (status = 404, body = Problem, description = "No such user in the caller's company"),
         (status = 409, body = Problem, description = "The company would lose its last admin"),
