@@ -214,6 +214,13 @@ pub struct Config {
     pub webhooks_retry_scale: f64,
 }
 
+/// `Config` alone as a command, for [`Config::from_vars`].
+#[derive(clap::Parser)]
+struct FlagsOnly {
+    #[command(flatten)]
+    config: Config,
+}
+
 /// A configuration value that cannot be used; the message names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {problem}")]
@@ -237,6 +244,34 @@ pub struct S3Settings {
 }
 
 impl Config {
+    /// The configuration that these variables (as `crm --help` names them)
+    /// make, with every other setting at its default: the process's own
+    /// environment is not read. For starting the application in process.
+    pub fn from_vars<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut flags = std::collections::HashMap::new();
+        let command = FlagsOnly::command().mut_args(|arg| {
+            if let (Some(variable), Some(long)) = (arg.get_env(), arg.get_long()) {
+                flags.insert(variable.to_string_lossy().into_owned(), long.to_owned());
+            }
+            arg.env(None::<&str>)
+        });
+        let mut args = vec!["crm".to_owned()];
+        for (variable, value) in vars {
+            let Some(long) = flags.get(variable) else {
+                return Err(clap::Error::raw(
+                    clap::error::ErrorKind::UnknownArgument,
+                    format!("{variable} is not a setting of crm\n"),
+                ));
+            };
+            args.push(format!("--{long}={value}"));
+        }
+        let matches = command.try_get_matches_from(args)?;
+        Config::from_arg_matches(&matches)
+    }
+
     /// Checks what clap cannot: combinations and lengths.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if let Some(url) = &self.database_url {
@@ -372,5 +407,24 @@ mod tests {
         assert_eq!(check(&["--nats-url", " , "]), Err("NATS_URL"));
         assert_eq!(check(&["--nats-replicas", "0"]), Err("CRM_NATS_REPLICAS"));
         assert_eq!(check(&["--nats-replicas", "6"]), Err("CRM_NATS_REPLICAS"));
+    }
+
+    #[test]
+    fn settings_by_variable_ignore_the_environment() {
+        // Only this test reads or writes this variable.
+        std::env::set_var("CRM_NATS_SUBJECT_PREFIX", "from.the.environment");
+        let config = Config::from_vars([
+            ("CRM_ADDR", "127.0.0.1:0"),
+            ("CRM_SIGNUP_ENABLED", "false"),
+            ("CRM_LAG_BOUND_EVENTS", "7"),
+        ])
+        .expect("known variables");
+        assert_eq!(config.addr.port(), 0);
+        assert!(!config.signup_enabled);
+        assert_eq!(config.lag_bound_events, 7);
+        assert_eq!(config.nats_stream, "CRM_EVENTS");
+        assert_ne!(config.nats_subject_prefix, "from.the.environment");
+        assert!(Config::from_vars([("CRM_NO_SUCH_THING", "1")]).is_err());
+        assert!(Config::from_vars([("CRM_NATS_REPLICAS", "many")]).is_err());
     }
 }

@@ -2,12 +2,9 @@
 //! embedded mode; subcommands run the pieces apart for the full stack.
 use clap::{Parser, Subcommand};
 
-mod config;
-mod ops;
-mod runtime;
-mod seed;
-
-use config::{Config, LogFormat};
+use crm::application::{Application, Serve};
+use crm::config::{Config, LogFormat};
+use crm::{ops, runtime, seed};
 
 #[derive(Parser)]
 #[command(
@@ -109,14 +106,11 @@ async fn main() -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command.unwrap_or(Command::Serve { no_workers: false }) {
         Command::Serve { no_workers } => {
-            runtime::serve(
-                config,
-                runtime::Serve {
-                    with_workers: !no_workers,
-                },
-                metrics,
-            )
-            .await
+            let with_workers = !no_workers;
+            Application::build(&config, Serve { with_workers }, metrics)
+                .await?
+                .run_until_stopped(runtime::shutdown_signal())
+                .await
         }
         Command::Relay => runtime::run_feeds(config, true, false).await,
         Command::Project => runtime::run_feeds(config, false, true).await,

@@ -1,15 +1,13 @@
 //! Wiring: turns the configuration into the running pieces (database, object
-//! store, bus, feeds, HTTP server) for each process kind.
+//! store, bus, feeds) for each process kind; `application.rs` assembles the
+//! HTTP server from them.
 use anyhow::Context;
-use api::state::{AppState, BusProbe, Inner, Settings};
 use commands::objects::{local::LocalStore, s3::S3Store, ObjectStore};
 use commands::{Commands, Db};
-use futures::FutureExt;
 use projections::feed::embedded::EmbeddedFeed;
 use projections::feed::relay::{Relay, RELAY_NAME};
 use projections::feed::worker::Worker;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -64,7 +62,7 @@ pub async fn connect_bus(config: &Config) -> anyhow::Result<Option<async_nats::C
 }
 
 /// The signing secret: configured, or a random key kept in the data directory.
-fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn jwt_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = &config.jwt_secret {
         return Ok(secret.as_bytes().to_vec());
     }
@@ -158,124 +156,9 @@ fn spawn_webhooks(
     }
 }
 
-pub struct Serve {
-    pub with_workers: bool,
-}
-
-pub async fn serve(
-    config: Config,
-    options: Serve,
-    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-) -> anyhow::Result<()> {
-    let db = open_db(&config).await?;
-    let objects = open_objects(&config).await?;
-    let bus = connect_bus(&config).await?;
-    let commands = Commands::new(db);
-    let (stop, shutdown) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    if options.with_workers {
-        spawn_feeds(
-            &mut tasks,
-            &commands,
-            bus.as_ref(),
-            true,
-            true,
-            &shutdown,
-            &config,
-        );
-    }
-    let db_for_metrics = commands.db().clone();
-    let mut metrics_stop = shutdown.clone();
-    tasks.spawn(async move {
-        loop {
-            if let Err(error) = projections::status::export_metrics(&db_for_metrics).await {
-                tracing::debug!(%error, "could not export projection metrics");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = metrics_stop.changed() => return,
-            }
-        }
-    });
-    let bus_ready: BusProbe = match bus.clone() {
-        Some(client) => Arc::new(move || {
-            let client = client.clone();
-            async move { projections::feed::relay::bus_ready(&client).await }.boxed()
-        }),
-        None => Arc::new(|| async { true }.boxed()),
-    };
-    let lag = projections::lag::LagWatch::default();
-    let source = match &bus {
-        Some(client) => projections::lag::Source::JetStream {
-            jetstream: Box::new(async_nats::jetstream::new(client.clone())),
-            stream: config.nats_stream.clone(),
-            relay: RELAY_NAME.to_owned(),
-        },
-        None => projections::lag::Source::Embedded,
-    };
-    tasks.spawn(projections::lag::run(
-        commands.db().clone(),
-        source,
-        lag.clone(),
-        Duration::from_millis(250),
-        shutdown.clone(),
-    ));
-    let secret = jwt_secret(&config)?;
-    let state = AppState(Arc::new(Inner {
-        commands,
-        objects,
-        tokens: api::auth::TokenKeys::new(&secret),
-        settings: Settings {
-            signup_enabled: config.signup_enabled,
-            token_ttl: Duration::from_secs(config.token_ttl_secs),
-            refresh_ttl: Duration::from_secs(config.refresh_ttl_secs),
-            max_upload_bytes: config.max_upload_bytes,
-            consistency_wait: Duration::from_secs(5),
-            cursor_key: [secret.as_slice(), b"/cursors"].concat(),
-            photo_urls: api::photo_urls::PhotoUrls::new(
-                [secret.as_slice(), b"/photo-urls"].concat(),
-                3600,
-            ),
-            lag_bound: projections::lag::LagBound {
-                events: config.lag_bound_events,
-                seconds: config.lag_bound_secs,
-            },
-            webhook_targets: config.webhook_targets(),
-        },
-        bus_ready,
-        login_throttle: api::ratelimit::LoginThrottle::new(Duration::from_secs(900)),
-        request_limiter: api::ratelimit::RequestLimiter::new(
-            config.rate_limit_per_minute,
-            Duration::from_secs(60),
-        ),
-        api_key_usage: api::api_keys::UsageRecorder::new(),
-        metrics,
-        lag,
-    }));
-    let http = api::HttpSettings {
-        cors_origins: config.cors_origins()?,
-        body_limit: 256 * 1024,
-        upload_body_limit: config.max_upload_bytes * 4 + 64 * 1024,
-        request_timeout: Duration::from_secs(30),
-    };
-    let app = api::app(state, &http);
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("CRM_ADDR: cannot listen on {}", config.addr))?;
-    let local = listener.local_addr()?;
-    tracing::info!(addr = %local, embedded = config.database_url.is_none(), "serving");
-    tracing::info!("web console: {}", console_url(local));
-    // axum::serve plus a header read timeout (slow clients), see api::serve.
-    api::serve::serve(listener, app, shutdown_signal()).await?;
-    // In-flight requests are drained; let the feeds finish their batch.
-    let _ = stop.send(true);
-    while tasks.join_next().await.is_some() {}
-    Ok(())
-}
-
 /// The console's address as a browser on this machine opens it (a wildcard
 /// listen address is reached through loopback).
-fn console_url(local: std::net::SocketAddr) -> String {
+pub(crate) fn console_url(local: std::net::SocketAddr) -> String {
     let mut shown = local;
     if local.ip().is_unspecified() {
         shown.set_ip(match local {

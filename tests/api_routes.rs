@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    gif_bytes, is_rfc3339_utc, png_bytes, spawn_app, spawn_app_with, Resp, Stack, TestApp,
+    gif_bytes, is_rfc3339_utc, png_bytes, spawn_app, spawn_app_with, spawn_process, Resp, Stack,
+    TestApp,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -353,11 +354,19 @@ both_stacks!(company, company_embedded, company_full_stack);
 // Users
 // ---------------------------------------------------------------------------
 
-async fn users(stack: Stack) {
+/// A company with its admin and one plain user, Carol (password "first
+/// password"), as a scenario about users starts.
+struct WithCarol {
+    app: TestApp,
+    admin: common::Tenant,
+    carol_id: String,
+    email: String,
+    created: Resp,
+}
+
+async fn with_carol(stack: Stack) -> WithCarol {
     let app = spawn_app(stack).await;
     let admin = app.signup("Umbrella").await;
-
-    // Create.
     let email = format!("Carol-{}@Example.com", Uuid::new_v4().simple());
     let created = app
         .post(
@@ -368,6 +377,24 @@ async fn users(stack: Stack) {
         )
         .await;
     created.expect(201, "create user");
+    let carol_id = created.json["id"].as_str().expect("id").to_owned();
+    WithCarol {
+        app,
+        admin,
+        carol_id,
+        email,
+        created,
+    }
+}
+
+async fn users_are_created_read_and_listed(stack: Stack) {
+    let WithCarol {
+        app,
+        admin,
+        email,
+        created,
+        ..
+    } = with_carol(stack).await;
     created.consistency_token("create user");
     let carol_id = created.json["id"].as_str().expect("id").to_owned();
     assert!(
@@ -472,7 +499,21 @@ async fn users(stack: Stack) {
         assert!(third.json["next_cursor"].is_null());
     }
     assert_eq!(paged, listed, "users pages differ from the full list");
+}
+both_stacks!(
+    users_are_created_read_and_listed,
+    users_created_embedded,
+    users_created_full_stack
+);
 
+async fn a_user_changes_itself_but_not_others(stack: Stack) {
+    let WithCarol {
+        app,
+        admin,
+        carol_id,
+        email,
+        created,
+    } = with_carol(stack).await;
     // The user logs in and works on itself, but not on others.
     let carol_token = app.login(&email, "first password").await;
     let me = app.get("/v1/me", &carol_token).await;
@@ -527,7 +568,20 @@ async fn users(stack: Stack) {
     let admin_me = app.get("/v1/me", &admin.token).await;
     assert_eq!(admin_me.json["name"], "Ada");
     assert_eq!(admin_me.json["role"], "admin");
+}
+both_stacks!(
+    a_user_changes_itself_but_not_others,
+    users_self_service_embedded,
+    users_self_service_full_stack
+);
 
+async fn admins_change_users_but_keep_the_last_admin(stack: Stack) {
+    let WithCarol {
+        app,
+        admin,
+        carol_id,
+        ..
+    } = with_carol(stack).await;
     // Admin changes another user; email changes keep uniqueness.
     let by_admin = app
         .patch(
@@ -615,9 +669,23 @@ async fn users(stack: Stack) {
     )
     .await
     .problem(404, "change the role of an unknown user");
+}
+both_stacks!(
+    admins_change_users_but_keep_the_last_admin,
+    users_by_admin_embedded,
+    users_by_admin_full_stack
+);
 
+async fn role_and_password_changes_end_sessions(stack: Stack) {
+    let WithCarol {
+        app,
+        admin,
+        carol_id,
+        email,
+        ..
+    } = with_carol(stack).await;
     // A role change ends the user's tokens.
-    let carol_token = app.login(&new_email, "first password").await;
+    let carol_token = app.login(&email, "first password").await;
     let promoted = app
         .put(
             &format!("/v1/users/{carol_id}/role"),
@@ -635,7 +703,7 @@ async fn users(stack: Stack) {
     app.get("/v1/me", &carol_token)
         .await
         .problem(401, "a token from before a role change");
-    let carol_token = app.login(&new_email, "first password").await;
+    let carol_token = app.login(&email, "first password").await;
     let me = app.get("/v1/me", &carol_token).await;
     assert_eq!(me.json["role"], "admin");
     // With two admins one may be demoted.
@@ -650,7 +718,7 @@ async fn users(stack: Stack) {
     assert_eq!(demoted.json["role"], "user");
 
     // A password change ends the user's tokens.
-    let carol_token = app.login(&new_email, "first password").await;
+    let carol_token = app.login(&email, "first password").await;
     let changed = app
         .patch(
             &format!("/v1/users/{carol_id}"),
@@ -667,12 +735,28 @@ async fn users(stack: Stack) {
             Method::POST,
             "/v1/auth/token",
             None,
-            Some(json!({"email": new_email, "password": "first password"})),
+            Some(json!({"email": email, "password": "first password"})),
         )
         .await;
     wrong.problem(401, "login with the old password");
-    let carol_token = app.login(&new_email, "second password").await;
+    // The new password works (login asserts it).
+    app.login(&email, "second password").await;
+}
+both_stacks!(
+    role_and_password_changes_end_sessions,
+    users_sessions_embedded,
+    users_sessions_full_stack
+);
 
+async fn deleting_a_user_ends_its_sessions(stack: Stack) {
+    let WithCarol {
+        app,
+        admin,
+        carol_id,
+        email,
+        ..
+    } = with_carol(stack).await;
+    let carol_token = app.login(&email, "first password").await;
     // Delete: 204, tokens die at once, the user is gone.
     let deleted = app
         .delete(&format!("/v1/users/{carol_id}"), &admin.token)
@@ -695,19 +779,29 @@ async fn users(stack: Stack) {
         .await
         .problem(404, "delete an unknown user");
 }
-both_stacks!(users, users_embedded, users_full_stack);
+both_stacks!(
+    deleting_a_user_ends_its_sessions,
+    users_deleted_embedded,
+    users_deleted_full_stack
+);
 
 // ---------------------------------------------------------------------------
 // Customers
 // ---------------------------------------------------------------------------
 
-async fn customers(stack: Stack) {
+/// Globex, with an admin and a plain user, and Homer, a customer its admin
+/// created (the reply to that create).
+struct WithHomer {
+    app: TestApp,
+    admin: common::Tenant,
+    user: common::Tenant,
+    created: Resp,
+}
+
+async fn with_homer(stack: Stack) -> WithHomer {
     let app = spawn_app(stack).await;
     let admin = app.signup("Globex").await;
     let user = app.add_user(&admin, "user").await;
-    let other = app.signup("Hooli").await;
-
-    // Create.
     let created = app
         .post(
             "/v1/customers",
@@ -717,6 +811,22 @@ async fn customers(stack: Stack) {
         )
         .await;
     created.expect(201, "create customer");
+    WithHomer {
+        app,
+        admin,
+        user,
+        created,
+    }
+}
+
+async fn customers_are_created_and_read(stack: Stack) {
+    let WithHomer {
+        app,
+        admin,
+        user,
+        created,
+    } = with_homer(stack).await;
+    let other = app.signup("Hooli").await;
     created.consistency_token("create customer");
     let customer = created.json.clone();
     assert_customer_shape(&customer, "created customer");
@@ -800,8 +910,16 @@ async fn customers(stack: Stack) {
     app.get(&format!("/v1/customers/{chosen}"), &other.token)
         .await
         .problem(404, "the other company cannot see it");
+}
+both_stacks!(
+    customers_are_created_and_read,
+    customers_created_embedded,
+    customers_created_full_stack
+);
 
-    // Create validation.
+async fn invalid_customers_are_refused(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let admin = app.signup("Globex").await;
     app.post("/v1/customers", &admin.token, json!({"name": "Lisa"}))
         .await
         .invalid_field("surname", "create without surname");
@@ -848,7 +966,25 @@ async fn customers(stack: Stack) {
     )
     .await
     .problem(422, "create with an unknown field");
+}
+both_stacks!(
+    invalid_customers_are_refused,
+    customers_invalid_embedded,
+    customers_invalid_full_stack
+);
 
+/// Patched by the user, deleted by the user, restored by the admin: each
+/// step as the reads and the history show it.
+async fn a_customer_is_patched_deleted_restored_and_has_a_history(stack: Stack) {
+    let WithHomer {
+        app,
+        admin,
+        user,
+        created,
+    } = with_homer(stack).await;
+    let customer = created.json.clone();
+    let id = customer["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/customers/{id}");
     // Patch: a subset; null clears an optional field; read-your-writes.
     let patched = app
         .patch(
@@ -1022,7 +1158,11 @@ async fn customers(stack: Stack) {
     .await
     .problem(404, "history of an unknown customer");
 }
-both_stacks!(customers, customers_embedded, customers_full_stack);
+both_stacks!(
+    a_customer_is_patched_deleted_restored_and_has_a_history,
+    customers_lifecycle_embedded,
+    customers_lifecycle_full_stack
+);
 
 // ---------------------------------------------------------------------------
 // Photos: both upload flows, bytes, metadata, detach, 413 and 415
@@ -1557,7 +1697,8 @@ both_stacks!(search, search_embedded, search_full_stack);
 // ---------------------------------------------------------------------------
 
 async fn operations(stack: Stack) {
-    let app = spawn_app(stack).await;
+    // The metrics recorder is the process's own: a real process.
+    let app = spawn_process(stack, &[]).await;
     let health = app.send(app.req(Method::GET, "/healthz", None)).await;
     health.expect(200, "healthz");
     let ready = app.send(app.req(Method::GET, "/readyz", None)).await;

@@ -3,7 +3,7 @@
 //! has the whole map), and the regressions of what fuzzing and review found.
 mod common;
 
-use common::{spawn_app, spawn_app_with, Stack, TestApp};
+use common::{spawn_app, spawn_app_with, spawn_process, Stack, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -480,13 +480,7 @@ async fn many_uploads_at_once_all_succeed() {
 
 /// Peak resident memory of a process, in bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .expect("VmHWM")
+    test_support::process_memory_kib(pid, "VmHWM").expect("VmHWM") * 1024
 }
 
 #[tokio::test]
@@ -495,7 +489,7 @@ async fn password_hashing_is_bounded_under_a_login_burst() {
     // blocking pool with no bound, so a burst of wrong passwords (all past
     // the rate limiter before the first failure is counted) took ~19 MiB
     // each at once. Now at most 2 x CPUs (max 16) hash at a time.
-    let app = spawn_app(Stack::Embedded).await;
+    let app = spawn_process(Stack::Embedded, &[]).await;
     let permits = std::thread::available_parallelism()
         .map(|n| n.get() * 2)
         .unwrap_or(4)

@@ -27,7 +27,7 @@ fn default_feed_lag(app: &TestApp) -> String {
 }
 
 async fn seeded_store_serves(stack: Stack) {
-    let mut app = spawn_app(stack).await;
+    let mut app = spawn_process(stack, &[]).await;
     app.kill();
     let per_company = CUSTOMERS.to_string();
     let seed = [

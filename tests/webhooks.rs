@@ -6,7 +6,7 @@ mod common;
 #[path = "webhooks_support/receiver.rs"]
 mod receiver;
 
-use common::{spawn_app_with, Stack, Tenant, TestApp};
+use common::{spawn_app_with, spawn_process, Stack, Tenant, TestApp};
 use receiver::{signed_by, Receiver};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -358,7 +358,7 @@ async fn companies_never_see_each_others_webhooks_or_events_and_users_are_refuse
 
 #[tokio::test]
 async fn a_kill_9_mid_delivery_loses_nothing_and_resends_with_the_same_id() {
-    let mut app = spawn_app_with(Stack::Full, &TEST_ENV).await;
+    let mut app = spawn_process(Stack::Full, &TEST_ENV).await;
     let admin = app.signup("Crash").await;
     // The first request is never answered: the server dies while it waits.
     let receiver = Receiver::start(&[receiver::HANG], 200).await;

@@ -13,9 +13,7 @@ fn crm_binary() -> String {
     std::env::var("BENCH_CRM_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_crm").to_owned())
 }
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
-}
+use test_support::env_or;
 
 /// Every connection of the run, the baselines' and the system's alike, goes
 /// without TLS to a Postgres on loopback (unless the URL says otherwise):
@@ -61,27 +59,14 @@ impl Services {
             "crm_bench_{label}_{}",
             &Uuid::new_v4().simple().to_string()[..12]
         );
-        let mut conn = sqlx::PgConnection::connect(&self.admin_database_url)
+        let url = test_support::create_database(&self.admin_database_url, &name)
             .await
-            .expect("TEST_DATABASE_URL: Postgres must be running");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create the bench database");
-        let (server, database) = self
-            .admin_database_url
-            .rsplit_once('/')
-            .expect("TEST_DATABASE_URL has a database name");
-        let options = database.find('?').map_or("", |at| &database[at..]);
-        (name.clone(), format!("{server}/{name}{options}"))
+            .unwrap_or_else(|e| panic!("TEST_DATABASE_URL: Postgres must be running: {e}"));
+        (name, url)
     }
 
     pub async fn drop_database(&self, name: &str) {
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_database_url).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
-        }
+        test_support::drop_database(&self.admin_database_url, name).await;
     }
 
     pub async fn postgres_version(&self) -> String {
@@ -215,20 +200,9 @@ impl Stack {
             .spawn()
             .expect("start crm serve");
         let base = format!("http://127.0.0.1:{port}");
-        let probe = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(response) = probe.get(format!("{base}/healthz")).send().await {
-                if response.status().is_success() {
-                    break;
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "crm serve did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        test_support::wait_healthy(&base, Duration::from_secs(60), || true)
+            .await
+            .unwrap_or_else(|e| panic!("crm serve did not start: {e}"));
         Server { child, base }
     }
 
@@ -286,17 +260,7 @@ impl Drop for Server {
 }
 
 pub fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
+    test_support::process_memory_kib(pid, "VmRSS").map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 /// Samples a process's RSS every 100 ms until stopped; yields the maximum.

@@ -1,13 +1,16 @@
-//! `spawn_app()`: starts the real `crm` binary on a free port and talks HTTP
-//! to it. `Stack::Embedded` uses a fresh data directory (SQLite, local
-//! photos, in-process bus); `Stack::Full` a fresh Postgres database, its own
-//! JetStream stream and an S3 bucket of the test S3 server. A test that needs
-//! a service that is not there fails; nothing is skipped.
+//! `spawn_app()`: starts the application (`crm::application::Application`,
+//! what `crm serve` runs) in this process on a free port and talks HTTP to
+//! it; `spawn_process()` starts the real `crm` binary instead, for tests that
+//! kill it, restart it or measure it. `Stack::Embedded` uses a fresh data
+//! directory (SQLite, local photos, in-process bus); `Stack::Full` a fresh
+//! Postgres database, its own JetStream stream and an S3 bucket of the test
+//! S3 server. A test that needs a service that is not there fails; nothing
+//! is skipped.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use test_support::{env_or, free_port};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,13 +28,32 @@ pub struct TestApp {
     pub env: Vec<(String, String)>,
     /// Whether [`TestApp::send`] waits for each write's views (see there).
     pub settle_writes: bool,
-    child: Child,
+    running: Running,
+}
+
+/// How the server under test runs.
+enum Running {
+    Process(Child),
+    InProcess(tokio::task::JoinHandle<()>),
+    Stopped,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        match std::mem::replace(self, Running::Stopped) {
+            Running::Process(mut child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Running::InProcess(server) => server.abort(),
+            Running::Stopped => {}
+        }
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.running.stop();
         let _ = std::fs::remove_dir_all(&self.data_dir);
         if let Some(url) = self.database_url.take() {
             drop_database(url);
@@ -43,7 +65,6 @@ impl Drop for TestApp {
 /// pile databases up. `Drop` cannot await, and the test's runtime may be
 /// shutting down: a thread with a runtime of its own does it.
 fn drop_database(url: String) {
-    use sqlx::Connection;
     let Some((_, name)) = url.rsplit_once('/') else {
         return;
     };
@@ -53,21 +74,10 @@ fn drop_database(url: String) {
             .enable_all()
             .build()
             .ok()?;
-        runtime.block_on(async {
-            let mut conn = sqlx::PgConnection::connect(&admin_database_url())
-                .await
-                .ok()?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await
-                .ok()
-        })
+        runtime.block_on(test_support::drop_database(&admin_database_url(), &name));
+        Some(())
     });
     let _ = dropped.join();
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 pub fn admin_database_url() -> String {
@@ -79,35 +89,66 @@ pub fn admin_database_url() -> String {
 
 /// Creates an empty database and returns its URL.
 pub async fn fresh_database() -> String {
-    use sqlx::Connection;
-    let admin = admin_database_url();
     let name = format!("crm_test_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin)
+    test_support::create_database(&admin_database_url(), &name)
         .await
-        .expect("TEST_DATABASE_URL: Postgres must be running for the full-stack tests");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .expect("create test database");
-    match admin.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("TEST_DATABASE_URL has no database name"),
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+        .unwrap_or_else(|e| panic!("TEST_DATABASE_URL: Postgres must be running: {e}"))
 }
 
 pub async fn spawn_app(stack: Stack) -> TestApp {
     spawn_app_with(stack, &[]).await
 }
 
-/// Starts the server with extra environment variables.
+/// Starts the application in this process with extra settings (named as
+/// their environment variables).
 pub async fn spawn_app_with(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
+    start(stack, extra, Launch::InProcess).await
+}
+
+/// Starts the `crm` binary as a process of its own.
+pub async fn spawn_process(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
+    start(stack, extra, Launch::Process).await
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Launch {
+    InProcess,
+    Process,
+}
+
+/// `crm serve` with these settings, the test's log level included.
+fn serve_process(env: &[(String, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crm"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", env_or("PATH", "/usr/bin:/bin"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start crm")
+}
+
+/// The application on this test's runtime, as `crm serve` would run it.
+async fn serve_in_process(env: &[(String, String)]) -> tokio::task::JoinHandle<()> {
+    use crm::application::{Application, Serve};
+    let settings = env
+        .iter()
+        .filter(|(k, _)| k != "RUST_LOG")
+        .map(|(k, v)| (k.as_str(), v.as_str()));
+    let config = crm::config::Config::from_vars(settings).expect("test settings");
+    config.validate().expect("valid test settings");
+    let app = Application::build(&config, Serve { with_workers: true }, None)
+        .await
+        .expect("the application starts");
+    tokio::spawn(async move {
+        if let Err(error) = app.run_until_stopped(std::future::pending()).await {
+            panic!("the application stopped: {error:#}");
+        }
+    })
+}
+
+async fn start(stack: Stack, extra: &[(&str, &str)], launch: Launch) -> TestApp {
     let port = free_port();
     let data_dir = std::env::temp_dir().join(format!("crm-test-{}", Uuid::new_v4().simple()));
     let mut env: Vec<(String, String)> = vec![
@@ -151,33 +192,18 @@ pub async fn spawn_app_with(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
         env.retain(|(key, _)| key != k);
         env.push(((*k).to_owned(), (*v).to_owned()));
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_crm"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", env_or("PATH", "/usr/bin:/bin"))
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start crm");
+    let running = match launch {
+        Launch::Process => Running::Process(serve_process(&env)),
+        Launch::InProcess => Running::InProcess(serve_in_process(&env).await),
+    };
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("http client");
-    let started = Instant::now();
-    loop {
-        if let Ok(response) = client.get(format!("{base}/healthz")).send().await {
-            if response.status().is_success() {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "crm did not start on {base}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    test_support::wait_healthy(&base, Duration::from_secs(30), || true)
+        .await
+        .unwrap_or_else(|e| panic!("crm did not start: {e}"));
     TestApp {
         base,
         client,
@@ -186,7 +212,7 @@ pub async fn spawn_app_with(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
         database_url,
         env,
         settle_writes: true,
-        child,
+        running,
     }
 }
 
@@ -209,8 +235,11 @@ impl TestApp {
 
     /// Kills the server with SIGKILL; [`TestApp::start_again`] starts it anew.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(
+            matches!(self.running, Running::Process(_)),
+            "kill needs a server started with spawn_process"
+        );
+        self.running.stop();
     }
 
     /// Runs `crm <args>` to completion with the server's settings.
@@ -226,31 +255,18 @@ impl TestApp {
 
     /// Starts the server again on the same data directory, database and settings.
     pub async fn start_again(&mut self) {
-        self.child = Command::new(env!("CARGO_BIN_EXE_crm"))
-            .arg("serve")
-            .env_clear()
-            .env("PATH", env_or("PATH", "/usr/bin:/bin"))
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("restart crm");
-        let started = Instant::now();
-        while !matches!(
-            self.client.get(self.url("/healthz")).send().await,
-            Ok(r) if r.status().is_success()
-        ) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "crm did not restart"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.running = Running::Process(serve_process(&self.env));
+        test_support::wait_healthy(&self.base, Duration::from_secs(30), || true)
+            .await
+            .unwrap_or_else(|e| panic!("crm did not restart: {e}"));
     }
 
     /// The server process's id (for /proc measurements).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.running {
+            Running::Process(child) => child.id(),
+            _ => panic!("pid needs a server started with spawn_process"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -304,12 +320,13 @@ impl TestApp {
 #[macro_export]
 macro_rules! both_stacks {
     ($scenario:ident, $embedded:ident, $full:ident) => {
-        #[tokio::test]
+        // Two threads: the server under test and the client run side by side.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $embedded() {
             $scenario($crate::common::Stack::Embedded).await
         }
 
-        #[tokio::test]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $full() {
             $scenario($crate::common::Stack::Full).await
         }

@@ -3,7 +3,7 @@
 //! processes of one drill (API, relays, workers) over a database, stream and
 //! bucket of their own on the private servers of `services.rs`.
 use std::fs::{self, File, OpenOptions};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,12 +16,7 @@ use crate::services::Services;
 pub const S3_ACCESS_KEY: &str = "crmtest";
 pub const S3_SECRET_KEY: &str = "crmtest-secret-key";
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use test_support::free_port;
 
 pub fn port_open(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -249,27 +244,16 @@ impl Crm {
                 ))
             };
         };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let healthy = client
-                .get(format!("{base}/healthz"))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if healthy {
-                return Ok(());
-            }
-            if !self.process.running() || started.elapsed() > Duration::from_secs(60) {
-                return Err(format!(
-                    "{} did not become healthy (see {})",
-                    self.process.name,
-                    self.process.log().display()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let process = &mut self.process;
+        let healthy =
+            test_support::wait_healthy(&base, Duration::from_secs(60), || process.running()).await;
+        healthy.map_err(|error| {
+            format!(
+                "{} did not become healthy: {error} (see {})",
+                self.process.name,
+                self.process.log().display()
+            )
+        })
     }
 
     pub async fn restart(&mut self) -> Result<()> {

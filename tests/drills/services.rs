@@ -326,14 +326,7 @@ impl Services {
 
     /// Creates an empty database.
     pub async fn create_database(&self, name: &str) -> Result<String> {
-        use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(&self.pg.url("postgres"))
-            .await
-            .map_err(|e| format!("connect to the private Postgres: {e}"))?;
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .map_err(|e| format!("create database {name}: {e}"))?;
+        test_support::create_database(&self.pg.url("postgres"), name).await?;
         Ok(self.pg.url(name))
     }
 }

@@ -1,0 +1,9 @@
+//! The `crm` application: the configuration, the wiring that turns it into
+//! running processes, and the maintenance commands. `src/main.rs` is the
+//! command line over it; tests start [`application::Application`] in
+//! process where a real process is not the point.
+pub mod application;
+pub mod config;
+pub mod ops;
+pub mod runtime;
+pub mod seed;
