@@ -26,14 +26,14 @@ impl PhotoUrls {
         }
     }
 
-    fn mac(&self, company: &str, photo: &str, expires: i64) -> Hmac<Sha256> {
+    fn mac(&self, company: CompanyId, photo: PhotoId, expires: i64) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(format!("photo/{company}/{photo}/{expires}").as_bytes());
         mac
     }
 
     /// A URL for `photo` of `company`, valid from now for at least a period.
-    pub fn url(&self, company: &str, photo: &str) -> String {
+    pub fn url(&self, company: CompanyId, photo: PhotoId) -> String {
         let now = chrono::Utc::now().timestamp();
         let expires = (now / self.period_secs + 2) * self.period_secs;
         let signature =
@@ -56,7 +56,7 @@ impl PhotoUrls {
         let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
             return false;
         };
-        self.mac(&company.to_string(), &photo.to_string(), expires)
+        self.mac(company, photo, expires)
             .verify_slice(&signature)
             .is_ok()
     }
@@ -88,12 +88,8 @@ mod tests {
         let urls = PhotoUrls::new(b"key".to_vec(), 3600);
         let (company, other) = (CompanyId(Uuid::now_v7()), CompanyId(Uuid::now_v7()));
         let photo = PhotoId(Uuid::now_v7());
-        let url = urls.url(&company.to_string(), &photo.to_string());
-        assert_eq!(
-            url,
-            urls.url(&company.to_string(), &photo.to_string()),
-            "stable within a period"
-        );
+        let url = urls.url(company, photo);
+        assert_eq!(url, urls.url(company, photo), "stable within a period");
         let (expires, signature, named) = parts(&url);
         assert_eq!(named, company.to_string());
         assert!(urls.verify(company, photo, expires, &signature));
@@ -110,11 +106,8 @@ mod tests {
         let urls = PhotoUrls::new(b"key".to_vec(), 3600);
         let (company, photo) = (CompanyId(Uuid::now_v7()), PhotoId(Uuid::now_v7()));
         let past = chrono::Utc::now().timestamp() - 1;
-        let signature = URL_SAFE_NO_PAD.encode(
-            urls.mac(&company.to_string(), &photo.to_string(), past)
-                .finalize()
-                .into_bytes(),
-        );
+        let signature =
+            URL_SAFE_NO_PAD.encode(urls.mac(company, photo, past).finalize().into_bytes());
         assert!(!urls.verify(company, photo, past, &signature));
     }
 }

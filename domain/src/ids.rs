@@ -28,6 +28,23 @@ macro_rules! id_type {
                 Self(id)
             }
         }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(text).map(Self)
+            }
+        }
+
+        /// Ids are stored as text; a stored one is read back through this.
+        impl TryFrom<String> for $name {
+            type Error = uuid::Error;
+
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                text.parse()
+            }
+        }
     };
 }
 

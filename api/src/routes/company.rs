@@ -34,7 +34,7 @@ pub async fn load_company(state: &AppState, company: CompanyId) -> ApiResult<(Co
     let row = found(projections::read::companies::get(state.pool(), company).await?)?;
     Ok((
         CompanyDto {
-            id: row.id,
+            id: row.id.to_string(),
             name: row.name,
             created_at: timestamp(&row.created_at),
         },

@@ -62,27 +62,28 @@ pub struct CustomerDto {
 impl CustomerDto {
     /// The customer of `row`; its photo's `url` is signed, usable without a token.
     pub fn new(row: CustomerRow, urls: &PhotoUrls) -> Self {
-        let photo = match (row.photo_id, row.photo_content_type, row.photo_size) {
+        let photo_id = row.photo_id.as_deref().and_then(|id| id.parse().ok());
+        let photo = match (photo_id, row.photo_content_type, row.photo_size) {
             (Some(id), Some(content_type), Some(size)) => Some(PhotoRef {
-                url: urls.url(&row.company_id, &id),
-                id,
+                url: urls.url(row.company_id, id),
+                id: id.to_string(),
                 content_type,
                 size,
             }),
             _ => None,
         };
         Self {
-            id: row.id,
-            company_id: row.company_id,
+            id: row.id.to_string(),
+            company_id: row.company_id.to_string(),
             name: row.name,
             surname: row.surname,
             email: row.email,
             phone: row.phone,
             notes: row.notes,
             photo,
-            created_by: row.created_by,
+            created_by: row.created_by.to_string(),
             created_at: timestamp(&row.created_at),
-            updated_by: row.updated_by,
+            updated_by: row.updated_by.to_string(),
             updated_at: timestamp(&row.updated_at),
             deleted_at: row.deleted_at.as_deref().map(timestamp),
             version: row.last_seq,
@@ -201,7 +202,7 @@ async fn customer_from_store(
         commands::events::read_company_stream::<Customer>(db, caller.company_id, &id.to_string())
             .await?;
     let row = projections::views::fold_events::<Customers>(&events).map_err(ApiError::internal)?;
-    Ok(found(row)?.into())
+    CustomerRow::try_from(found(row)?).map_err(ApiError::internal)
 }
 
 /// Fills in the photo's type and size (they live in the photo's events).
@@ -323,7 +324,9 @@ impl Registered {
                 customer.events,
             )
             .map_err(ApiError::internal)?
-            .map(CustomerRow::from)
+            .map(CustomerRow::try_from)
+            .transpose()
+            .map_err(ApiError::internal)?
         } else {
             None
         };

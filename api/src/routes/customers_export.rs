@@ -134,16 +134,16 @@ fn encode(format: ExportFormat, rows: &[CustomerRow], urls: &PhotoUrls) -> Vec<u
         match format {
             ExportFormat::Csv => out.extend(csv_line(
                 [
-                    Some(row.id.as_str()),
+                    Some(row.id.to_string().as_str()),
                     Some(row.name.as_str()),
                     Some(row.surname.as_str()),
                     row.email.as_deref(),
                     row.phone.as_deref(),
                     row.notes.as_deref(),
                     row.photo_id.as_deref(),
-                    Some(row.created_by.as_str()),
+                    Some(row.created_by.to_string().as_str()),
                     Some(row.created_at.as_str()),
-                    Some(row.updated_by.as_str()),
+                    Some(row.updated_by.to_string().as_str()),
                     Some(row.updated_at.as_str()),
                     row.deleted_at.as_deref(),
                 ]

@@ -129,7 +129,7 @@ impl Upload {
         let urls = &state.settings.photo_urls;
         let dto = PhotoDto {
             id: photo_id.to_string(),
-            url: urls.url(&company.to_string(), &photo_id.to_string()),
+            url: urls.url(company, photo_id),
             content_type: self.image.mime().to_owned(),
             size: self.bytes.len() as i64,
             sha256: self.sha256.clone(),
@@ -432,9 +432,9 @@ impl PhotoMetadata {
     /// The photo of `row`, with a signed `url`.
     pub fn new(row: PhotoRow, urls: &crate::photo_urls::PhotoUrls) -> Self {
         Self {
-            url: urls.url(&row.company_id, &row.id),
+            url: urls.url(row.company_id, row.id),
             version: row.last_seq,
-            id: row.id,
+            id: row.id.to_string(),
             content_type: row.content_type,
             size: row.size,
             sha256: row.sha256,

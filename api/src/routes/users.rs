@@ -42,8 +42,8 @@ pub struct UserDto {
 impl From<UserRow> for UserDto {
     fn from(row: UserRow) -> Self {
         Self {
-            id: row.id,
-            company_id: row.company_id,
+            id: row.id.to_string(),
+            company_id: row.company_id.to_string(),
             email: row.email,
             name: row.name,
             surname: row.surname,
@@ -135,10 +135,8 @@ pub async fn fresh_user(
     }
     let row = found(projections::read::users::from_log(state.commands.db(), company, id).await?)?;
     let stamp = row.security_stamp;
-    Ok((
-        projections::read::users::UserRow::from(row).into(),
-        Some(stamp),
-    ))
+    let row = projections::read::users::UserRow::try_from(row).map_err(ApiError::internal)?;
+    Ok((row.into(), Some(stamp)))
 }
 
 /// Waits for the user's view, then answers with it.

@@ -4,7 +4,8 @@ use sqlx::{AnyPool, FromRow};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct CompanyRow {
-    pub id: String,
+    #[sqlx(try_from = "String")]
+    pub id: CompanyId,
     pub name: String,
     pub created_at: String,
     pub updated_at: String,

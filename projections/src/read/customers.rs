@@ -1,7 +1,7 @@
 //! Customers of the caller's company: one, or a keyset-paginated list in any
 //! of the API's sort orders, optionally filtered by word-prefix search.
 use domain::values::search_words;
-use domain::{CompanyId, CustomerId};
+use domain::{CompanyId, CustomerId, UserId};
 use sqlx::{AnyPool, FromRow};
 
 use super::users::page;
@@ -9,8 +9,10 @@ use super::{prefix_upper_bound, Keyset};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct CustomerRow {
-    pub id: String,
-    pub company_id: String,
+    #[sqlx(try_from = "String")]
+    pub id: CustomerId,
+    #[sqlx(try_from = "String")]
+    pub company_id: CompanyId,
     pub name: String,
     pub surname: String,
     pub surname_key: String,
@@ -20,9 +22,11 @@ pub struct CustomerRow {
     pub photo_id: Option<String>,
     pub photo_content_type: Option<String>,
     pub photo_size: Option<i64>,
-    pub created_by: String,
+    #[sqlx(try_from = "String")]
+    pub created_by: UserId,
     pub created_at: String,
-    pub updated_by: String,
+    #[sqlx(try_from = "String")]
+    pub updated_by: UserId,
     pub updated_at: String,
     pub deleted_at: Option<String>,
     pub last_seq: i64,
@@ -65,7 +69,7 @@ impl CustomerSort {
         };
         Keyset {
             key,
-            id: row.id.clone(),
+            id: row.id.to_string(),
         }
     }
 }
@@ -214,13 +218,15 @@ where
     Ok(page(rows, query.limit, |row| sort.keyset(row)))
 }
 
-impl From<crate::views::customers::Customer> for CustomerRow {
+impl TryFrom<crate::views::customers::Customer> for CustomerRow {
+    type Error = uuid::Error;
+
     /// The view's row, photo details left empty (they live in the photo's row).
-    fn from(row: crate::views::customers::Customer) -> Self {
-        Self {
+    fn try_from(row: crate::views::customers::Customer) -> Result<Self, Self::Error> {
+        Ok(Self {
             surname_key: row.surname_key(),
-            id: row.id,
-            company_id: row.company_id,
+            id: row.id.parse()?,
+            company_id: row.company_id.parse()?,
             name: row.name,
             surname: row.surname,
             email: row.email,
@@ -229,12 +235,12 @@ impl From<crate::views::customers::Customer> for CustomerRow {
             photo_id: row.photo_id,
             photo_content_type: None,
             photo_size: None,
-            created_by: row.created_by,
+            created_by: row.created_by.parse()?,
             created_at: row.created_at,
-            updated_by: row.updated_by,
+            updated_by: row.updated_by.parse()?,
             updated_at: row.updated_at,
             deleted_at: row.deleted_at,
             last_seq: row.last_seq,
-        }
+        })
     }
 }

@@ -4,8 +4,10 @@ use sqlx::{AnyPool, FromRow};
 
 #[derive(Clone, Debug, FromRow)]
 pub struct PhotoRow {
-    pub id: String,
-    pub company_id: String,
+    #[sqlx(try_from = "String")]
+    pub id: PhotoId,
+    #[sqlx(try_from = "String")]
+    pub company_id: CompanyId,
     pub object_key: String,
     pub content_type: String,
     pub size: i64,

@@ -6,8 +6,10 @@ use super::Keyset;
 
 #[derive(Clone, Debug, FromRow)]
 pub struct UserRow {
-    pub id: String,
-    pub company_id: String,
+    #[sqlx(try_from = "String")]
+    pub id: UserId,
+    #[sqlx(try_from = "String")]
+    pub company_id: CompanyId,
     pub email: String,
     pub name: String,
     pub surname: Option<String>,
@@ -57,7 +59,7 @@ pub async fn list(
     .await?;
     Ok(page(rows, limit, |row| Keyset {
         key: row.created_at.clone(),
-        id: row.id.clone(),
+        id: row.id.to_string(),
     }))
 }
 
@@ -133,11 +135,13 @@ pub async fn credentials_by_id(
     .await
 }
 
-impl From<crate::views::users::User> for UserRow {
-    fn from(row: crate::views::users::User) -> Self {
-        Self {
-            id: row.id,
-            company_id: row.company_id,
+impl TryFrom<crate::views::users::User> for UserRow {
+    type Error = uuid::Error;
+
+    fn try_from(row: crate::views::users::User) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: row.id.parse()?,
+            company_id: row.company_id.parse()?,
             email: row.email,
             name: row.name,
             surname: row.surname,
@@ -146,6 +150,6 @@ impl From<crate::views::users::User> for UserRow {
             created_at: row.created_at,
             updated_at: row.updated_at,
             last_seq: row.last_seq,
-        }
+        })
     }
 }
