@@ -74,8 +74,7 @@ pub async fn create_api_key(
     caller.require_admin()?;
     let mut fields = Fields::default();
     let name = fields.required("name", body.name.as_deref(), Title::parse);
-    fields.finish()?;
-    let name = name.ok_or_else(|| ApiError::internal("validated fields missing"))?;
+    let name = fields.finish_with(name)?;
     let (row, key) = api_keys::create(
         state.pool(),
         caller.company_id,

@@ -221,14 +221,12 @@ pub async fn token(
         return Err(ApiError::Unauthenticated("invalid email or password"));
     };
     state.login_throttle.succeeded(&account, &address);
-    let (Ok(user), Ok(company)) = (
-        Uuid::parse_str(&credentials.id),
-        Uuid::parse_str(&credentials.company_id),
-    ) else {
-        return Err(ApiError::internal("a stored user id is not a UUID"));
-    };
-    let stamp = credentials.security_stamp;
-    let tokens = issue_tokens(&state, UserId(user), CompanyId(company), stamp, None).await?;
+    let (user, company, stamp) = (
+        credentials.id,
+        credentials.company_id,
+        credentials.security_stamp,
+    );
+    let tokens = issue_tokens(&state, user, company, stamp, None).await?;
     Ok(Reply::ok(tokens))
 }
 

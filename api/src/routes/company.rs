@@ -90,10 +90,7 @@ pub async fn rename_company(
     caller.require_admin()?;
     let mut fields = Fields::default();
     let name = fields.required("name", body.name.as_deref(), CompanyName::parse);
-    fields.finish()?;
-    let Some(name) = name else {
-        return Err(crate::error::ApiError::internal("validated name missing"));
-    };
+    let name = fields.finish_with(name)?;
     let outcome = state
         .commands
         .execute::<Company>(

@@ -391,10 +391,7 @@ pub async fn change_role(
     caller.require_admin()?;
     let mut fields = Fields::default();
     let role = fields.required("role", body.role.as_deref(), Role::parse);
-    fields.finish()?;
-    let Some(role) = role else {
-        return Err(ApiError::internal("validated role missing"));
-    };
+    let role = fields.finish_with(role)?;
     let id = UserId(id);
     let outcome =
         accounts::change_role(&state.commands, &caller.context(), id, role, expected).await?;

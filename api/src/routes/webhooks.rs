@@ -232,10 +232,7 @@ pub async fn create_webhook(
     };
     let event_types = checked_types(&mut fields, body.event_types.unwrap_or_default());
     let description = checked_description(&mut fields, body.description);
-    fields.finish()?;
-    let Some(url) = url else {
-        return Err(ApiError::internal("validated url missing"));
-    };
+    let url = fields.finish_with(url)?;
     let secret = sign::new_secret();
     let row = store::create(
         state.pool(),

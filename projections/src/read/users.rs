@@ -92,8 +92,10 @@ pub async fn from_log(
 /// What authentication needs to know about a user.
 #[derive(Clone, Debug, FromRow)]
 pub struct Credentials {
-    pub id: String,
-    pub company_id: String,
+    #[sqlx(try_from = "String")]
+    pub id: UserId,
+    #[sqlx(try_from = "String")]
+    pub company_id: CompanyId,
     pub role: String,
     pub password_hash: String,
     pub security_stamp: i64,
