@@ -2,6 +2,7 @@
 # Runs the whole test suite against real local services.
 #
 #   scripts/test.sh                 # everything: cargo test, then the
+#                                   # journey by generated clients and the
 #                                   # console's journeys in a headless Chromium
 #   scripts/test.sh -p api          # extra arguments go to `cargo test` (and
 #   scripts/test.sh -- --nocapture  # then only cargo test runs)
@@ -32,7 +33,10 @@ if [ "$#" -gt 0 ]; then
     exec cargo test --workspace --locked "$@"
 fi
 cargo test --workspace --locked
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# Clients generated from the served OpenAPI document (Python and
+# TypeScript) run the console's journey, type-checked first.
+"$ROOT/tests/clients/run.sh"
 # The web console in a real browser (tests/browser/run.sh installs Debian's
 # chromium and a pinned Selenium if needed), on the crm just built.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 exec "$ROOT/tests/browser/run.sh"

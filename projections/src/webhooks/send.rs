@@ -36,6 +36,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// sender sends it meanwhile), and how long a delivery whose sender died
 /// mid-attempt waits to be sent again.
 pub const CLAIM: Duration = Duration::from_secs(20);
+/// How often an attempt's outcome is written again before it is given up.
+const RECORD_TRIES: u64 = 3;
 pub const PER_ENDPOINT: usize = 4;
 pub const IN_FLIGHT: usize = 64;
 /// The most of a response body read (and then dropped).
@@ -266,21 +268,36 @@ impl Sender {
         let attempts = delivery.attempts + 1;
         let (status, next) = next_step(attempts, outcome, self.settings.retry_scale);
         let next_at = next.map(|delay| stored_time(now + delay));
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = $2, attempts = $3, last_response_status = $4, \
-             last_error = $5, last_latency_ms = $6, last_attempt_at = $7, next_attempt_at = $8 \
-             WHERE id = $1",
-        )
-        .bind(&delivery.id)
-        .bind(status)
-        .bind(attempts)
-        .bind(outcome.response_status.map(i64::from))
-        .bind(outcome.error.as_deref())
-        .bind(outcome.latency.as_millis() as i64)
-        .bind(stored_time(now))
-        .bind(next_at)
-        .execute(&self.db.any)
-        .await?;
+        // The attempt has been made: a lost record would resend it only when
+        // the claim expires, counted as a first attempt. The same UPDATE is
+        // tried again over a moment of contention.
+        let mut tries = 0;
+        loop {
+            let recorded = sqlx::query(
+                "UPDATE webhook_deliveries SET status = $2, attempts = $3, last_response_status = $4, \
+                 last_error = $5, last_latency_ms = $6, last_attempt_at = $7, next_attempt_at = $8 \
+                 WHERE id = $1",
+            )
+            .bind(&delivery.id)
+            .bind(status)
+            .bind(attempts)
+            .bind(outcome.response_status.map(i64::from))
+            .bind(outcome.error.as_deref())
+            .bind(outcome.latency.as_millis() as i64)
+            .bind(stored_time(now))
+            .bind(next_at.as_deref())
+            .execute(&self.db.any)
+            .await;
+            match recorded {
+                Ok(_) => break,
+                Err(error) if tries < RECORD_TRIES => {
+                    tries += 1;
+                    tracing::warn!(%error, delivery = %delivery.id, "recording a webhook attempt failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         metrics::counter!("crm_webhook_attempts_total", "status" => status).increment(1);
         metrics::histogram!("crm_webhook_attempt_seconds").record(outcome.latency.as_secs_f64());
         if outcome.response_status == Some(410) {
