@@ -36,11 +36,9 @@ fn assert_no_leak(body: &str, what: &str) {
     }
 }
 
+/// Unique bytes per call, so every upload is its own photo.
 fn png() -> Vec<u8> {
-    let mut bytes = common::png_bytes();
-    // Unique bytes per call, so every upload is its own photo.
-    bytes.extend_from_slice(Uuid::new_v4().as_bytes());
-    bytes
+    test_support::png_with(Uuid::new_v4().as_bytes())
 }
 
 // ---------------------------------------------------------------------------

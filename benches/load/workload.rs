@@ -57,23 +57,14 @@ impl Api {
     }
 
     pub async fn signup(&self, label: &str) -> Tenant {
-        let unique = Uuid::new_v4().simple().to_string();
-        let response = self
-            .client
-            .post(format!("{}/v1/signup", self.base))
-            .json(&json!({
-                "company_name": format!("Bench {label}"),
-                "name": "Bench",
-                "email": format!("bench-{unique}@bench.example.com"),
-                "password": "bench-password-1",
-            }))
-            .send()
+        let admin = test_support::sign_up(&self.client, &self.base, &format!("Bench {label}"))
             .await
-            .expect("POST /v1/signup");
-        assert_eq!(response.status().as_u16(), 201, "signup failed");
-        let body: Value = response.json().await.expect("signup json");
-        let token = body["access_token"].as_str().expect("token").to_owned();
-        self.company_of(token).await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let company_id = Uuid::parse_str(&admin.company_id).expect("company id");
+        Tenant {
+            token: admin.token,
+            company_id,
+        }
     }
 
     pub async fn login(&self, email: &str, password: &str) -> Tenant {

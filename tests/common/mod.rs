@@ -217,13 +217,7 @@ async fn start(stack: Stack, extra: &[(&str, &str)], launch: Launch) -> TestApp 
 }
 
 /// A signed-up company: its admin's token and ids.
-pub struct Tenant {
-    pub token: String,
-    pub company_id: String,
-    pub user_id: String,
-    pub email: String,
-    pub password: String,
-}
+pub use test_support::SignedUp as Tenant;
 
 impl TestApp {
     /// Kills the server with SIGKILL (no shutdown of any kind) and starts it
@@ -274,29 +268,9 @@ impl TestApp {
     }
 
     pub async fn signup(&self, company: &str) -> Tenant {
-        let email = format!("admin-{}@example.com", Uuid::new_v4().simple());
-        let password = "correct horse battery".to_owned();
-        let response = self
-            .client
-            .post(self.url("/v1/signup"))
-            .json(&serde_json::json!({
-                "company_name": company, "name": "Ada", "email": email, "password": password
-            }))
-            .send()
+        test_support::sign_up(&self.client, &self.base, company)
             .await
-            .expect("signup request");
-        assert_eq!(response.status(), 201, "signup failed");
-        let body: serde_json::Value = response.json().await.expect("signup json");
-        Tenant {
-            token: body["access_token"].as_str().expect("token").to_owned(),
-            company_id: body["company"]["id"]
-                .as_str()
-                .expect("company id")
-                .to_owned(),
-            user_id: body["user"]["id"].as_str().expect("user id").to_owned(),
-            email,
-            password,
-        }
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Sends a request with `token`; returns status, headers and JSON body (Null if none).
@@ -439,13 +413,7 @@ impl Resp {
 
 /// A valid 1x1 PNG.
 pub fn png_bytes() -> Vec<u8> {
-    vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
-        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
-        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ]
+    test_support::png_with(&[])
 }
 
 /// A minimal GIF.

@@ -191,18 +191,7 @@ impl Outcome {
     }
 }
 
-/// A 1x1 PNG followed by `salt`: still a PNG by its magic bytes, and unique.
-pub fn png_with(salt: &[u8]) -> Vec<u8> {
-    let mut bytes = vec![
-        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
-        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
-        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
-        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
-        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
-    ];
-    bytes.extend_from_slice(salt);
-    bytes
-}
+pub use test_support::png_with;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -666,30 +655,11 @@ pub async fn run(spec: Spec, target: Target) -> Outcome {
 
 /// Signs up the drill's company; its admin is the load's user.
 pub async fn signup(base: &str) -> Result<Target, String> {
-    let http = reqwest::Client::new();
-    let email = format!("drill-{}@drill.example", uuid::Uuid::new_v4().simple());
-    let response = http
-        .post(format!("{base}/v1/signup"))
-        .timeout(Duration::from_secs(30))
-        .json(&json!({
-            "company_name": "Drill Co", "name": "Drill", "email": email,
-            "password": "drill password 123"
-        }))
-        .send()
-        .await
-        .map_err(|e| format!("signup: {e}"))?;
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.map_err(|e| format!("signup: {e}"))?;
-    if status != 201 {
-        return Err(format!("signup: {status} {body}"));
-    }
+    let admin = test_support::sign_up(&reqwest::Client::new(), base, "Drill Co").await?;
     Ok(Target {
         bases: vec![base.to_owned()],
-        token: body["access_token"].as_str().unwrap_or_default().to_owned(),
-        company_id: body["company"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        user_id: body["user"]["id"].as_str().unwrap_or_default().to_owned(),
+        token: admin.token,
+        company_id: admin.company_id,
+        user_id: admin.user_id,
     })
 }

@@ -80,6 +80,67 @@ pub async fn wait_healthy(
     }
 }
 
+/// A company signed up through the API: its admin's credentials and ids.
+#[derive(Clone, Debug)]
+pub struct SignedUp {
+    pub token: String,
+    pub company_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// Signs up company `company` at `base`, with a unique admin email.
+pub async fn sign_up(
+    client: &reqwest::Client,
+    base: &str,
+    company: &str,
+) -> Result<SignedUp, String> {
+    let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "correct horse battery".to_owned();
+    let response = client
+        .post(format!("{base}/v1/signup"))
+        .timeout(Duration::from_secs(30))
+        .json(&serde_json::json!({
+            "company_name": company, "name": "Ada", "email": email, "password": password
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("signup: {e}"))?;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.map_err(|e| format!("signup: {e}"))?;
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    match (
+        status,
+        text(&body["access_token"]),
+        text(&body["company"]["id"]),
+        text(&body["user"]["id"]),
+    ) {
+        (201, Some(token), Some(company_id), Some(user_id)) => Ok(SignedUp {
+            token,
+            company_id,
+            user_id,
+            email,
+            password,
+        }),
+        _ => Err(format!("signup: {status} {body}")),
+    }
+}
+
+/// A valid 1×1 PNG followed by `salt` (still a PNG to the server; a unique
+/// salt makes it a photo of its own).
+pub fn png_with(salt: &[u8]) -> Vec<u8> {
+    let mut bytes = vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F,
+        0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0xF8,
+        0xCF, 0xC0, 0xF0, 0x1F, 0x00, 0x05, 0x00, 0x01, 0xFF, 0x89, 0x99, 0x3D, 0x1D, 0x00, 0x00,
+        0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    ];
+    bytes.extend_from_slice(salt);
+    bytes
+}
+
 /// A memory figure of a process from `/proc/<pid>/status` in KiB, e.g.
 /// `VmRSS` (now) or `VmHWM` (its peak); `None` where there is no `/proc`.
 pub fn process_memory_kib(pid: u32, field: &str) -> Option<u64> {
