@@ -58,26 +58,14 @@ if [ -z "${CRM_BIN:-}" ]; then
     CRM_BIN="$CARGO_TARGET_DIR/debug/crm"
 fi
 
-PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-BASE="http://127.0.0.1:$PORT"
-DATA="$(mktemp -d "${TMPDIR:-/tmp}/crm-schemathesis.XXXXXX")"
-LOG="$DATA/server.log"
-
-CRM_ADDR="127.0.0.1:$PORT" CRM_DATA_DIR="$DATA/data" RUST_LOG="${RUST_LOG:-warn}" \
-    "$CRM_BIN" serve >"$LOG" 2>&1 &
-SERVER=$!
-cleanup() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 100); do
-    curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-curl -fsS "$BASE/healthz" >/dev/null
+LOGS="$(mktemp -d "${TMPDIR:-/tmp}/crm-schemathesis.XXXXXX")"
+LOG="$LOGS/server.log"
+# shellcheck source=scripts/embedded-crm.sh
+. "$ROOT/scripts/embedded-crm.sh"
+start_embedded_crm "$CRM_BIN" "$LOG" "${RUST_LOG:-warn}"
+BASE="$CRM_BASE"
+PORT="${BASE##*:}"
+trap 'stop_embedded_crm; rm -rf "$LOGS"' EXIT
 
 # A fresh company and its admin for each phase: generated requests may
 # legitimately revoke the token they carry (demote its user once another

@@ -33,31 +33,11 @@ CRM="$CARGO_TARGET_DIR/debug/crm"
 
 rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
-DATA="$(mktemp -d)"
-PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-BASE="http://127.0.0.1:$PORT"
-
-# Embedded mode: SQLite and photo files in $DATA, no NATS, no S3.
-env -u DATABASE_URL -u NATS_URL -u S3_ENDPOINT -u CRM_JWT_SECRET \
-  CRM_ADDR="127.0.0.1:$PORT" CRM_DATA_DIR="$DATA" RUST_LOG=info,sqlx=warn \
-  "$CRM" serve >"$ARTIFACTS/crm.log" 2>&1 &
-SERVER=$!
-cleanup() {
-  kill "$SERVER" 2>/dev/null || true
-  wait "$SERVER" 2>/dev/null || true
-  rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 120); do
-  if curl -fsS "$BASE/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$SERVER" 2>/dev/null; then
-    cat "$ARTIFACTS/crm.log" >&2
-    log "crm serve exited"; exit 1
-  fi
-  sleep 0.5
-done
-curl -fsS "$BASE/readyz" >/dev/null || { cat "$ARTIFACTS/crm.log" >&2; log "crm serve is not ready"; exit 1; }
+# Embedded mode: SQLite and photo files in a fresh directory, no NATS, no S3.
+# shellcheck source=scripts/embedded-crm.sh
+. "$ROOT/scripts/embedded-crm.sh"
+start_embedded_crm "$CRM" "$ARTIFACTS/crm.log" info,sqlx=warn
+BASE="$CRM_BASE"
 # The start-up log names the console's address.
 grep -q "web console: $BASE/app" "$ARTIFACTS/crm.log" || { cat "$ARTIFACTS/crm.log" >&2; log "no console URL logged"; exit 1; }
 

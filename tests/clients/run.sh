@@ -49,21 +49,11 @@ if [ -z "${CRM_BIN:-}" ]; then
 fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/crm-clients.XXXXXX")"
-PORT="$("$PY_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-BASE="http://127.0.0.1:$PORT"
-CRM_ADDR="127.0.0.1:$PORT" CRM_DATA_DIR="$WORK/data" RUST_LOG="${RUST_LOG:-warn}" \
-    "$CRM_BIN" serve >"$WORK/server.log" 2>&1 &
-SERVER=$!
-cleanup() {
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+# shellcheck source=scripts/embedded-crm.sh
+. "$ROOT/scripts/embedded-crm.sh"
+start_embedded_crm "$CRM_BIN" "$WORK/server.log" "${RUST_LOG:-warn}"
+BASE="$CRM_BASE"
+trap 'stop_embedded_crm; rm -rf "$WORK"' EXIT
 curl -fsS "$BASE/openapi.json" -o "$WORK/openapi.json"
 
 echo "clients: Python (openapi-python-client)"
