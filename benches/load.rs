@@ -9,7 +9,9 @@
 //!    a seeded store (`crm seed`), against the same SQL run directly;
 //! 4. `crm projections rebuild all` on that store;
 //! 5. the server's RSS under load and at rest;
-//! 6. the embedded mode (SQLite, in-process bus) at a smaller scale.
+//! 6. the embedded mode (SQLite, in-process bus) at a smaller scale;
+//! 7. webhook delivery to a receiver on loopback: from a create to its
+//!    event's arrival at a steady rate, and deliveries/s after a burst.
 //!
 //! Prints `figure <name> = <value> <unit>` and `ratio <name> = <value>` lines,
 //! then writes the report (BENCHMARKS.md, or BENCHMARKS-quick.md with
@@ -24,6 +26,8 @@ mod report;
 mod stack;
 #[path = "load/stats.rs"]
 mod stats;
+#[path = "load/webhooks.rs"]
+mod webhooks;
 #[path = "load/workload.rs"]
 mod workload;
 
@@ -115,7 +119,7 @@ async fn main() {
     let mut figures = Figures::default();
     let mut series = vec![];
 
-    // `--only commands|reads|embedded` runs one part (for profiling).
+    // `--only commands|reads|embedded|webhooks` runs one part (for profiling).
     let only = args
         .windows(2)
         .find(|w| w[0] == "--only")
@@ -129,6 +133,9 @@ async fn main() {
     }
     if runs("embedded") {
         embedded(&plan, &mut figures, &mut series).await;
+    }
+    if runs("webhooks") {
+        full_stack_webhooks(&plan, &services, &mut figures).await;
     }
     figures.figure(
         "suite_wall_time",
@@ -206,10 +213,61 @@ fn notes() -> Vec<String> {
         "`rebuild_all_events_per_s`: events in the store ÷ wall time of `crm projections \
          rebuild all` (process start to exit, all four views).",
         "`rss_*`: VmRSS of the `crm serve` process (API, relay and workers in one process).",
+        "`webhook_send_to_received_*`: from sending `POST /v1/customers` to the arrival of its \
+         `customer.created` at a receiver on loopback (the driver's own HTTP server, answering \
+         204), creates at `webhook_steady_rate`; `webhook_deliveries_per_s`: a burst of creates \
+         from 32 clients to another company, whose one webhook's deliveries are counted from \
+         the first arrival to the last (one endpoint; the sender keeps 4 attempts in flight \
+         per endpoint).",
     ]
     .into_iter()
     .map(str::to_owned)
     .collect()
+}
+
+/// Webhook delivery on the full stack (see `load/webhooks.rs`).
+async fn full_stack_webhooks(plan: &Plan, services: &Services, figures: &mut Figures) {
+    let (name, url) = services.create_database("webhooks").await;
+    let mut stack = Stack::full(services, &url);
+    // The receiver is on loopback, over http.
+    stack
+        .env
+        .push(("CRM_WEBHOOKS_ALLOW_PRIVATE".into(), "true".into()));
+    stack.run(&["migrate"]).await;
+    let server = stack.serve().await;
+    let api = Api::new(&server.base);
+    let (rate, window, burst) = if plan.quick {
+        (50.0, Duration::from_secs(3), 500)
+    } else {
+        (200.0, Duration::from_secs(15), 5_000)
+    };
+    let steady = api.signup("webhooks steady").await;
+    let (hook, arrivals) = webhooks::receiver().await;
+    webhooks::register(&api, &steady, &hook).await;
+    let sample = webhooks::send_to_received(&api, &steady, &arrivals, rate, window).await;
+    figures.figure("webhook_steady_rate", rate, "creates/s", None);
+    figures.figure("webhook_send_to_received_p50", sample.p50(), "ms", None);
+    figures.figure("webhook_send_to_received_p99", sample.p99(), "ms", None);
+    figures.figure(
+        "webhook_send_to_received_errors",
+        sample.errors as f64,
+        "creates",
+        None,
+    );
+    let bursting = api.signup("webhooks burst").await;
+    let drained = webhooks::burst(&api, &bursting, burst).await;
+    figures.figure(
+        "webhook_deliveries_per_s",
+        drained.unwrap_or(f64::NAN),
+        "deliveries/s",
+        None,
+    );
+    server.stop();
+    services.drop_database(&name).await;
+    if let Some(stream) = &stack.stream {
+        services.delete_stream(stream).await;
+    }
+    stack.remove_data_dir();
 }
 
 fn target_for_commands(clients: usize) -> Option<Target> {

@@ -103,7 +103,11 @@ impl Api {
 
     /// `POST /v1/customers`; the new customer's id and consistency token
     /// once it is acknowledged.
-    async fn create_returning_id(&self, tenant: &Tenant, body: &Value) -> Option<(String, String)> {
+    pub async fn create_returning_id(
+        &self,
+        tenant: &Tenant,
+        body: &Value,
+    ) -> Option<(String, String)> {
         let response = self.post_customer(tenant, body).await?;
         let token = response
             .headers()
