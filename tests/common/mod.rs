@@ -29,6 +29,9 @@ pub struct TestApp {
     /// Whether [`TestApp::send`] waits for each write's views (see there).
     pub settle_writes: bool,
     running: Running,
+    /// The relay, workers and policies, when [`spawn_api_only`] left them
+    /// out and [`TestApp::start_feeds`] started them apart.
+    feeds: Running,
 }
 
 /// How the server under test runs.
@@ -53,6 +56,7 @@ impl Running {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.feeds.stop();
         self.running.stop();
         let _ = std::fs::remove_dir_all(&self.data_dir);
         if let Some(url) = self.database_url.take() {
@@ -102,7 +106,16 @@ pub async fn spawn_app(stack: Stack) -> TestApp {
 /// Starts the application in this process with extra settings (named as
 /// their environment variables).
 pub async fn spawn_app_with(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
-    start(stack, extra, Launch::InProcess).await
+    start(stack, extra, Launch::InProcess { workers: true }).await
+}
+
+/// Starts only the API (`crm serve --no-workers`) in this process: writes
+/// are committed, but no view, policy or webhook moves until
+/// [`TestApp::start_feeds`]. Writes do not wait for the views.
+pub async fn spawn_api_only(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
+    let mut app = start(stack, extra, Launch::InProcess { workers: false }).await;
+    app.settle_writes = false;
+    app
 }
 
 /// Starts the `crm` binary as a process of its own.
@@ -112,7 +125,7 @@ pub async fn spawn_process(stack: Stack, extra: &[(&str, &str)]) -> TestApp {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Launch {
-    InProcess,
+    InProcess { workers: bool },
     Process,
 }
 
@@ -130,7 +143,10 @@ fn serve_process(env: &[(String, String)]) -> Child {
 }
 
 /// The application on this test's runtime, as `crm serve` would run it.
-async fn serve_in_process(env: &[(String, String)]) -> tokio::task::JoinHandle<()> {
+async fn serve_in_process(
+    env: &[(String, String)],
+    with_workers: bool,
+) -> tokio::task::JoinHandle<()> {
     use crm::application::{Application, Serve};
     let settings = env
         .iter()
@@ -138,7 +154,7 @@ async fn serve_in_process(env: &[(String, String)]) -> tokio::task::JoinHandle<(
         .map(|(k, v)| (k.as_str(), v.as_str()));
     let config = crm::config::Config::from_vars(settings).expect("test settings");
     config.validate().expect("valid test settings");
-    let app = Application::build(&config, Serve { with_workers: true }, None)
+    let app = Application::build(&config, Serve { with_workers }, None)
         .await
         .expect("the application starts");
     tokio::spawn(async move {
@@ -194,7 +210,7 @@ async fn start(stack: Stack, extra: &[(&str, &str)], launch: Launch) -> TestApp 
     }
     let running = match launch {
         Launch::Process => Running::Process(serve_process(&env)),
-        Launch::InProcess => Running::InProcess(serve_in_process(&env).await),
+        Launch::InProcess { workers } => Running::InProcess(serve_in_process(&env, workers).await),
     };
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
@@ -213,6 +229,7 @@ async fn start(stack: Stack, extra: &[(&str, &str)], launch: Launch) -> TestApp 
         env,
         settle_writes: true,
         running,
+        feeds: Running::Stopped,
     }
 }
 
@@ -253,6 +270,15 @@ impl TestApp {
         test_support::wait_healthy(&self.base, Duration::from_secs(30), || true)
             .await
             .unwrap_or_else(|e| panic!("crm did not restart: {e}"));
+    }
+
+    /// Starts the relay, workers and policies of an app from
+    /// [`spawn_api_only`]: a second server on the same stores, in process.
+    pub async fn start_feeds(&mut self) {
+        let mut env = self.env.clone();
+        env.retain(|(key, _)| key != "CRM_ADDR");
+        env.push(("CRM_ADDR".into(), format!("127.0.0.1:{}", free_port())));
+        self.feeds = Running::InProcess(serve_in_process(&env, true).await);
     }
 
     /// The server process's id (for /proc measurements).
