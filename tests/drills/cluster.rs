@@ -133,27 +133,16 @@ impl NatsCluster {
             port_open(port)
         })
         .await?;
-        let url = format!("http://127.0.0.1:{}/healthz", self.nodes[i].monitor);
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let healthy = http
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if healthy {
-                return Ok(());
-            }
-            if !self.nodes[i].process.running() || started.elapsed() > timeout {
-                return Err(format!(
-                    "nats {name}: JetStream not current within {timeout:?} (see {})",
-                    self.nodes[i].process.log().display()
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        // The monitor's /healthz answers 2xx once JetStream is current.
+        let monitor = format!("http://127.0.0.1:{}", self.nodes[i].monitor);
+        let process = &mut self.nodes[i].process;
+        let current = test_support::wait_healthy(&monitor, timeout, || process.running()).await;
+        current.map_err(|error| {
+            format!(
+                "nats {name}: JetStream not current: {error} (see {})",
+                self.nodes[i].process.log().display()
+            )
+        })
     }
 
     /// `NATS_URL` for the crm processes: every node, comma-separated.

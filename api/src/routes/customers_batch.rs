@@ -130,11 +130,11 @@ async fn run(
     let (state, caller) = (State(state.clone()), caller.clone());
     let reply = match operation.op {
         BatchOp::Create => {
-            let body = body_of(operation.data_with_id(), &data_field)?;
+            let body = body_of(operation.into_body(), &data_field)?;
             create_customer(state, caller, IdempotencyKey(None), Json(body)).await?
         }
         BatchOp::Update => {
-            let body = body_of(operation.data_with_id(), &data_field)?;
+            let body = body_of(operation.into_body(), &data_field)?;
             update_customer(state, caller, IfMatch(expected), Path(id?), Json(body)).await?
         }
         BatchOp::Delete => {
@@ -152,8 +152,8 @@ async fn run(
 impl BatchOperation {
     /// The single route's body; a create's `id` goes in it. No data is a
     /// problem of the operation (`null` is no body), not an empty change.
-    fn data_with_id(&self) -> Value {
-        self.data.clone().map_or(Value::Null, |mut data| {
+    fn into_body(self) -> Value {
+        self.data.map_or(Value::Null, |mut data| {
             if let (BatchOp::Create, Some(id)) = (self.op, self.id) {
                 data.entry("id")
                     .or_insert_with(|| Value::String(id.to_string()));
