@@ -11,7 +11,9 @@
 //! 5. the server's RSS under load and at rest;
 //! 6. the embedded mode (SQLite, in-process bus) at a smaller scale;
 //! 7. webhook delivery to a receiver on loopback: from a create to its
-//!    event's arrival at a steady rate, and deliveries/s after a burst.
+//!    event's arrival at a steady rate, and deliveries/s after a burst;
+//! 8. a customer import of 100k and 1M CSV rows against a raw `COPY` of the
+//!    same rows as events, and the export of them all.
 //!
 //! Prints `figure <name> = <value> <unit>` and `ratio <name> = <value>` lines,
 //! then writes the report (BENCHMARKS.md, or BENCHMARKS-quick.md with
@@ -20,6 +22,8 @@
 //! them (`TEST_DATABASE_URL`, `TEST_NATS_URL`, `TEST_S3_*`).
 #[path = "load/baseline.rs"]
 mod baseline;
+#[path = "load/bulk.rs"]
+mod bulk;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/stack.rs"]
@@ -119,7 +123,7 @@ async fn main() {
     let mut figures = Figures::default();
     let mut series = vec![];
 
-    // `--only commands|reads|embedded|webhooks` runs one part (for profiling).
+    // `--only commands|reads|embedded|webhooks|bulk` runs one part (for profiling).
     let only = args
         .windows(2)
         .find(|w| w[0] == "--only")
@@ -136,6 +140,9 @@ async fn main() {
     }
     if runs("webhooks") {
         full_stack_webhooks(&plan, &services, &mut figures).await;
+    }
+    if runs("bulk") {
+        full_stack_bulk(&plan, &services, &mut figures).await;
     }
     figures.figure(
         "suite_wall_time",
@@ -219,10 +226,88 @@ fn notes() -> Vec<String> {
          from 32 clients to another company, whose one webhook's deliveries are counted from \
          the first arrival to the last (one endpoint; the sender keeps 4 attempts in flight \
          per endpoint).",
+        "`pg_raw_copy_*`: one `COPY … FROM STDIN (FORMAT csv)` of the book's rows as \
+         `CustomerRegistered` event rows (the system's payload and metadata shape) into a copy \
+         of `events`, in one transaction; `import_*`: `POST /v1/customers/imports` of the same \
+         book as CSV, from sending the upload until its job has succeeded, which it does only \
+         once the customers view shows its last batch (so `import_*_to_visible` is also the \
+         time until the list shows every row); `export_*`: `GET /v1/customers/export?format=\
+         ndjson` of that company, streamed to the end; `rss_import_*_max`: the server's peak \
+         VmRSS during the import.",
     ]
     .into_iter()
     .map(str::to_owned)
     .collect()
+}
+
+/// Imports and an export on the full stack (see `load/bulk.rs`).
+async fn full_stack_bulk(plan: &Plan, services: &Services, figures: &mut Figures) {
+    let (name, url) = services.create_database("bulk").await;
+    let stack = Stack::full(services, &url);
+    stack.run(&["migrate"]).await;
+    let server = stack.serve().await;
+    let api = Api::new(&server.base);
+    let sizes: &[usize] = if plan.quick {
+        &[20_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    for &rows in sizes {
+        let label = if rows >= 1_000_000 {
+            format!("{}m", rows / 1_000_000)
+        } else {
+            format!("{}k", rows / 1_000)
+        };
+        let book = stack.data_dir.join(format!("book-{label}.csv"));
+        bulk::write_book(&book, rows);
+        let copy = bulk::raw_copy(&url, rows).await;
+        let copy_rate = rows as f64 / copy.as_secs_f64();
+        figures.figure(&format!("pg_raw_copy_{label}"), copy_rate, "rows/s", None);
+
+        let tenant = api.signup(&format!("bulk {label}")).await;
+        let rss = RssProbe::start(server.pid());
+        let imported = bulk::import(&api, &tenant, &book).await;
+        let peak = rss.finish().await;
+        assert_eq!(
+            (imported.created, imported.rejected),
+            (rows as u64, 0),
+            "every row of the book is created"
+        );
+        let rate = rows as f64 / imported.to_visible.as_secs_f64();
+        figures.figure(&format!("import_{label}"), rate, "rows/s", None);
+        figures.ratio(
+            &format!("import_{label}_vs_raw_copy"),
+            rate / copy_rate,
+            None,
+        );
+        figures.figure(
+            &format!("import_{label}_to_visible"),
+            imported.to_visible.as_secs_f64(),
+            "s",
+            None,
+        );
+        figures.figure(
+            &format!("rss_import_{label}_max"),
+            peak,
+            "MiB",
+            Some(Target::Below(150.0)),
+        );
+        let (exported, took) = bulk::export(&api, &tenant).await;
+        assert_eq!(exported, rows as u64, "the export has every row");
+        figures.figure(
+            &format!("export_{label}"),
+            exported as f64 / took.as_secs_f64(),
+            "rows/s",
+            None,
+        );
+        let _ = std::fs::remove_file(&book);
+    }
+    server.stop();
+    services.drop_database(&name).await;
+    if let Some(stream) = &stack.stream {
+        services.delete_stream(stream).await;
+    }
+    stack.remove_data_dir();
 }
 
 /// Webhook delivery on the full stack (see `load/webhooks.rs`).

@@ -156,6 +156,8 @@ fn app_state(config: &Config, parts: Parts) -> anyhow::Result<AppState> {
         api_key_usage: api::api_keys::UsageRecorder::new(),
         metrics: parts.metrics,
         lag: parts.lag,
+        imports: api::imports::Imports::new(config.data_dir.join("imports"))
+            .context("CRM_DATA_DIR: imports directory")?,
     })))
 }
 

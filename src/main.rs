@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 
 use crm::application::{Application, Serve};
 use crm::config::{Config, LogFormat};
-use crm::{ops, runtime, seed};
+use crm::{client, ops, runtime, seed};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,42 @@ enum Command {
     Photos {
         #[command(subcommand)]
         action: PhotosAction,
+    },
+    /// Import or export a company's customers through a running server.
+    Customers {
+        #[command(flatten)]
+        remote: client::Remote,
+        #[command(subcommand)]
+        action: CustomersAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CustomersAction {
+    /// Upload a .csv, .ndjson or .jsonl file as an import job and follow it.
+    Import {
+        file: std::path::PathBuf,
+        /// Update the customer a row's email names instead of creating one.
+        #[arg(long, value_parser = ["email"])]
+        upsert_on: Option<String>,
+        /// Sent as Idempotency-Key: the same file with the same key again
+        /// creates nothing twice, and resumes an interrupted import.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Write the rejected rows' reasons (NDJSON) to this file.
+        #[arg(long)]
+        errors: Option<std::path::PathBuf>,
+    },
+    /// Download every customer (or those the list query selects).
+    Export {
+        #[arg(long, default_value = "csv", value_parser = ["csv", "ndjson"])]
+        format: String,
+        /// The list's query parameters, e.g. `q=ada&has_photo=true`.
+        #[arg(long)]
+        query: Option<String>,
+        /// The file to write; stdout when absent.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
     },
 }
 
@@ -129,6 +165,27 @@ async fn main() -> anyhow::Result<()> {
             companies,
             customers_per_company,
         } => seed::run(config, companies, customers_per_company).await,
+        Command::Customers { remote, action } => match action {
+            CustomersAction::Import {
+                file,
+                upsert_on,
+                idempotency_key,
+                errors,
+            } => {
+                let request = client::ImportFile {
+                    file,
+                    upsert_on,
+                    idempotency_key,
+                    errors_to: errors,
+                };
+                client::import(&remote, request).await
+            }
+            CustomersAction::Export {
+                format,
+                query,
+                output,
+            } => client::export(&remote, &format, query.as_deref(), output.as_deref()).await,
+        },
         // Answered above, before the configuration is read.
         Command::Openapi => Ok(()),
         Command::Migrate => {

@@ -7,7 +7,7 @@ use reqwest::Method;
 use std::collections::BTreeSet;
 
 /// The routes of the HTTP contract (`docs/API.md`).
-const EXPECTED: [(&str, &str); 44] = [
+const EXPECTED: [(&str, &str); 48] = [
     ("post", "/v1/signup"),
     ("post", "/v1/auth/token"),
     ("post", "/v1/auth/refresh"),
@@ -32,6 +32,10 @@ const EXPECTED: [(&str, &str); 44] = [
     ("post", "/v1/customers/{id}/restore"),
     ("post", "/v1/customers/batch"),
     ("get", "/v1/customers/export"),
+    ("post", "/v1/customers/imports"),
+    ("get", "/v1/customers/imports/{id}"),
+    ("post", "/v1/customers/imports/{id}/cancel"),
+    ("get", "/v1/customers/imports/{id}/errors"),
     ("get", "/v1/customers/{id}/export"),
     ("put", "/v1/customers/{id}/photo"),
     ("delete", "/v1/customers/{id}/photo"),

@@ -20,8 +20,13 @@ const NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_7a0d_43b2_4f6e_9a51_0c8d_2e7f_b36
 /// the same company derives the same id; another company or another type of
 /// aggregate, another.
 pub fn derived_id<A: domain::Identified>(company: CompanyId, key: &str) -> A::Id {
-    let name = format!("{company}/{}/{key}", A::TYPE);
-    Uuid::new_v5(&NAMESPACE, name.as_bytes()).into()
+    derived_uuid(company, A::TYPE, key).into()
+}
+
+/// The id a keyed create of a `kind` of record gives it (see [`derived_id`]).
+pub fn derived_uuid(company: CompanyId, kind: &str, key: &str) -> Uuid {
+    let name = format!("{company}/{kind}/{key}");
+    Uuid::new_v5(&NAMESPACE, name.as_bytes())
 }
 
 /// A digest of what a keyed request asks for. Secrets (passwords) must be

@@ -21,6 +21,7 @@ pub mod cursor;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod imports;
 pub mod middleware;
 pub mod photo_urls;
 pub mod ratelimit;

@@ -369,6 +369,8 @@ const VERSIONED_BODIES: [&str; 4] = ["CustomerDto", "UserDto", "CompanyDto", "Ph
 /// Writes whose replies wait for the views, so that sessions change at once.
 const WAITING_WRITE_BODIES: [&str; 2] = ["UserDto", "SignupResponse"];
 const SIGNUP: &str = "/v1/signup";
+/// Bodies of a `202` that started a job, whose URL it names.
+const ACCEPTED_JOBS: [&str; 1] = ["ImportJob"];
 
 /// What decides an operation's success headers.
 struct ReplyFacts<'a> {
@@ -389,7 +391,7 @@ fn body_schema_name(response: &Response) -> Option<String> {
 /// The success headers of the contract, by the rules `Reply` follows:
 /// a versioned resource carries its `ETag`; a write to the event store its
 /// `X-Consistency-Token`; a created resource (and a customer or user
-/// written) its `Location`; a reply that may wait for the views
+/// written, or a job started) its `Location`; a reply that may wait for the views
 /// `X-Consistency-Stale`.
 fn success_headers(
     reply: &ReplyFacts,
@@ -411,7 +413,8 @@ fn success_headers(
         ));
     }
     let written_person = reply.write && ["CustomerDto", "UserDto"].contains(&body);
-    if (status == "201" && reply.path != SIGNUP) || written_person {
+    let accepted_job = status == "202" && ACCEPTED_JOBS.contains(&body);
+    if (status == "201" && reply.path != SIGNUP) || written_person || accepted_job {
         headers.push(("Location", "The resource's URL"));
     }
     if reply.waits_for_token || (reply.write && WAITING_WRITE_BODIES.contains(&body)) {

@@ -43,6 +43,8 @@ pub struct Inner {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// The views' latest sampled lag.
     pub lag: projections::lag::LagWatch,
+    /// Customer imports: their uploads and the slots they run in.
+    pub imports: crate::imports::Imports,
 }
 
 #[derive(Clone)]

@@ -153,26 +153,48 @@ pub async fn load(db: &Db, events: &[NewEvent]) -> Result<(), sqlx::Error> {
     }
     match &db.events {
         EventPool::Postgres(pool) => {
-            let mut csv = String::with_capacity(events.len() * 700);
-            for event in events {
-                event.push_csv(&mut csv);
-            }
             let mut conn = pool.acquire().await?;
-            let mut copy = conn
-                .copy_in_raw(&format!("COPY events ({COLUMNS}) FROM STDIN (FORMAT csv)"))
-                .await?;
-            copy.send(csv.into_bytes()).await?;
-            copy.finish().await.map(drop)
+            copy_in(&mut conn, events).await
         }
         EventPool::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
-                let sql = insert_sql(chunk.len());
-                bind_all(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
-            }
+            insert_sqlite(&mut tx, events).await?;
             tx.commit().await
         }
     }
+}
+
+/// `events` as one `COPY` on `conn` (inside the caller's transaction, if any).
+pub async fn copy_in(
+    conn: &mut sqlx::PgConnection,
+    events: &[NewEvent],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut csv = String::with_capacity(events.len() * 700);
+    for event in events {
+        event.push_csv(&mut csv);
+    }
+    let mut copy = conn
+        .copy_in_raw(&format!("COPY events ({COLUMNS}) FROM STDIN (FORMAT csv)"))
+        .await?;
+    copy.send(csv.into_bytes()).await?;
+    copy.finish().await.map(drop)
+}
+
+/// `events` as multi-row `INSERT`s on `conn` (inside the caller's transaction).
+pub async fn insert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    events: &[NewEvent],
+) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+        let sql = insert_sql(chunk.len());
+        bind_all(sqlx::query(&sql), chunk)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

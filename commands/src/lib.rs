@@ -25,6 +25,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod imports;
 pub mod objects;
 pub mod passwords;
 pub mod photos;

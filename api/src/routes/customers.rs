@@ -286,21 +286,42 @@ fn new_customer_id(chosen: Option<Uuid>, key: Option<&str>, company: CompanyId) 
 impl CreateCustomer {
     /// The validated details, or every invalid field as one `422`.
     fn details(&self) -> ApiResult<CustomerDetails> {
-        let mut fields = Fields::default();
-        let name = fields.required("name", self.name.as_deref(), PersonName::parse);
-        let surname = fields.required("surname", self.surname.as_deref(), PersonName::parse);
-        let email = fields.optional("email", self.email.as_deref(), Email::parse);
-        let phone = fields.optional("phone", self.phone.as_deref(), Phone::parse);
-        let notes = fields.optional("notes", self.notes.as_deref(), Notes::parse);
-        let (name, surname) = fields.finish_with((name, surname))?;
-        Ok(CustomerDetails {
-            name,
-            surname,
-            email,
-            phone,
-            notes,
+        customer_details(NewDetails {
+            name: self.name.as_deref(),
+            surname: self.surname.as_deref(),
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            notes: self.notes.as_deref(),
         })
     }
+}
+
+/// The text of a new customer's fields, as a request or an imported row gives it.
+#[derive(Clone, Copy, Default)]
+pub struct NewDetails<'a> {
+    pub name: Option<&'a str>,
+    pub surname: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub notes: Option<&'a str>,
+}
+
+/// The validated details of a new customer, or every invalid field as one `422`.
+pub fn customer_details(raw: NewDetails<'_>) -> ApiResult<CustomerDetails> {
+    let mut fields = Fields::default();
+    let name = fields.required("name", raw.name, PersonName::parse);
+    let surname = fields.required("surname", raw.surname, PersonName::parse);
+    let email = fields.optional("email", raw.email, Email::parse);
+    let phone = fields.optional("phone", raw.phone, Phone::parse);
+    let notes = fields.optional("notes", raw.notes, Notes::parse);
+    let (name, surname) = fields.finish_with((name, surname))?;
+    Ok(CustomerDetails {
+        name,
+        surname,
+        email,
+        phone,
+        notes,
+    })
 }
 
 /// A registration's version, the photos it claimed and, when the customer's

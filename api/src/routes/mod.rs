@@ -16,6 +16,7 @@ use crate::state::AppState;
 pub mod api_keys;
 pub mod auth;
 pub mod company;
+pub mod customer_imports;
 pub mod customer_list;
 pub mod customer_subject;
 pub mod customers;
@@ -68,6 +69,10 @@ pub fn router(upload_limit: usize) -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(customers::restore_customer))
         .routes(routes!(customers_batch::customers_batch))
+        .routes(routes!(customer_imports::start_import))
+        .routes(routes!(customer_imports::get_import))
+        .routes(routes!(customer_imports::cancel_import))
+        .routes(routes!(customer_imports::import_errors))
         .routes(routes!(customers_export::export_customers))
         .routes(routes!(customers::set_photo, customers::remove_photo))
         .routes(routes!(customers::customer_history))
