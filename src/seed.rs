@@ -317,6 +317,7 @@ pub async fn run(config: Config, companies: u32, customers_per_company: u32) -> 
                 email: Some(email),
                 phone,
                 notes,
+                external_id: None,
                 by: admin,
             };
             writer

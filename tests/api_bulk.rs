@@ -227,7 +227,7 @@ async fn exports_stream_every_row(stack: Stack) {
     csv.expect(200, "CSV export");
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     let text = csv.text();
-    assert!(text.starts_with("id,name,surname,email,phone,notes,photo_id,created_by,created_at,updated_by,updated_at,deleted_at\r\n"));
+    assert!(text.starts_with("id,name,surname,email,phone,notes,photo_id,created_by,created_at,updated_by,updated_at,deleted_at,external_id\r\n"));
     assert!(
         !text.contains("Hidden"),
         "another company's rows are not exported"

@@ -92,7 +92,9 @@ async fn exported(app: &TestApp, token: &str) -> Vec<Value> {
         .collect()
 }
 
-fn details(customer: &Value) -> (String, String, String, String, String) {
+type Details = (String, String, String, String, String, String);
+
+fn details(customer: &Value) -> Details {
     let text = |field: &str| customer[field].as_str().unwrap_or("").to_owned();
     (
         text("name"),
@@ -100,6 +102,7 @@ fn details(customer: &Value) -> (String, String, String, String, String) {
         text("email"),
         text("phone"),
         text("notes"),
+        text("external_id"),
     )
 }
 
@@ -170,7 +173,8 @@ async fn a_large_file_creates_every_good_row_and_explains_the_rest(stack: Stack)
             "S17".into(),
             "c17@example.com".into(),
             "+1 555 0000017".into(),
-            "a, \"b\" 17".into()
+            "a, \"b\" 17".into(),
+            String::new()
         )
     );
     assert_eq!(ada["created_by"], admin.user_id.as_str());
@@ -227,17 +231,6 @@ async fn upserts_and_retries_write_each_row_once(stack: Stack) {
     assert_eq!(by_email["ADA@example.com"]["phone"], "+44 20 7946 0000");
     assert_eq!(by_email["new@example.com"]["name"], "Newer");
     assert_eq!(by_email["new@example.com"]["phone"], "+1 555 0100");
-    import(
-        &app,
-        token,
-        CSV,
-        "?upsert_on=external_id",
-        None,
-        b"name,surname\nA,B\n".to_vec(),
-    )
-    .await
-    .invalid_field("upsert_on", "no external ids");
-
     let lines = b"{\"name\":\"Json\",\"surname\":\"Line\",\"email\":null}\n\n[1]\n\
         {\"name\":\"Bad\",\"surname\":\"Key\",\"age\":3}\n{\"name\":\"Two\",\"surname\":\"Line\",\"notes\":\"n\"}\n"
         .to_vec();
@@ -254,14 +247,94 @@ async fn upserts_and_retries_write_each_row_once(stack: Stack) {
     assert_eq!(lines, [(3, Value::Null), (4, json!("age"))]);
 }
 
+/// The fields of each exported customer that has an external id, by it.
+async fn by_external_id(app: &TestApp, token: &str) -> HashMap<String, Value> {
+    exported(app, token)
+        .await
+        .into_iter()
+        .filter_map(|c| Some((c["external_id"].as_str()?.to_owned(), c)))
+        .collect()
+}
+
+async fn external_ids_are_claimed_and_upserted_on(stack: Stack) {
+    let app = spawn_app(stack).await;
+    let admin = app.signup("External ids").await;
+    let token = admin.token.as_str();
+    app.post(
+        "/v1/customers",
+        token,
+        json!({"name": "Held", "surname": "Before", "external_id": "ERP-1"}),
+    )
+    .await
+    .expect(201, "a customer holding ERP-1");
+
+    let file = b"name,surname,external_id\nAda,Lovelace,ERP-2\nTaken,Row,ERP-1\n\
+        Twin,Row,ERP-2\nNo,Key,\n"
+        .to_vec();
+    let job = imported(&app, token, CSV, "", file).await;
+    assert_eq!(
+        (job["created"].as_i64(), job["rejected"].as_i64()),
+        (Some(2), Some(2)),
+        "{job}"
+    );
+    let reasons: Vec<(i64, Value)> = errors_of(&app, token, &job)
+        .await
+        .iter()
+        .map(|r| (r["line"].as_i64().unwrap(), r["field"].clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [(3, json!("external_id")), (4, json!("external_id"))]
+    );
+
+    let upsert = b"name,surname,external_id,email\nGrace,Hopper,ERP-1,grace@example.com\n\
+        Ada,Byron,ERP-2,\nNew,One,ERP-3,\nNewer,One,ERP-3,\n"
+        .to_vec();
+    let job = imported(&app, token, CSV, "?upsert_on=external_id", upsert).await;
+    assert_eq!(job["upsert_on"], "external_id");
+    assert_eq!(
+        (
+            job["created"].as_i64(),
+            job["updated"].as_i64(),
+            job["rejected"].as_i64()
+        ),
+        (Some(1), Some(3), Some(0)),
+        "{job}"
+    );
+    let customers = by_external_id(&app, token).await;
+    assert_eq!(customers.len(), 3, "{customers:?}");
+    assert_eq!(
+        exported(&app, token).await.len(),
+        4,
+        "Held, Ada, No Key, New"
+    );
+    assert_eq!(customers["ERP-1"]["name"], "Grace");
+    assert_eq!(customers["ERP-1"]["email"], "grace@example.com");
+    assert_eq!(customers["ERP-2"]["surname"], "Byron");
+    assert_eq!(customers["ERP-3"]["name"], "Newer");
+    // The import's claims hold against single creates.
+    app.post(
+        "/v1/customers",
+        token,
+        json!({"name": "Late", "surname": "Comer", "external_id": "ERP-3"}),
+    )
+    .await
+    .problem(409, "an external id an import created");
+}
+both_stacks!(
+    external_ids_are_claimed_and_upserted_on,
+    external_ids_embedded,
+    external_ids_full
+);
+
 async fn an_export_imports_as_it_was(stack: Stack) {
     let app = spawn_app(stack).await;
     let from = app.signup("From").await;
     let to = app.signup("To").await;
-    let file = "name,surname,email,phone,notes\n\
-        -Minus,Sign,m@example.com,+1 555 0100,=SUM(A1)\n\
-        Ada,\"Love, lace\",,,\"@home\nsecond line\"\n\
-        Émile,Zola,e@example.com,(555) 0101,plain\n";
+    let file = "name,surname,email,phone,notes,external_id\n\
+        -Minus,Sign,m@example.com,+1 555 0100,=SUM(A1),+ERP-1\n\
+        Ada,\"Love, lace\",,,\"@home\nsecond line\",\n\
+        Émile,Zola,e@example.com,(555) 0101,plain,ERP-2\n";
     let job = imported(&app, &from.token, CSV, "", file.as_bytes().to_vec()).await;
     assert_eq!(job["created"], 3, "{job}");
     let export = app
@@ -283,7 +356,8 @@ async fn an_export_imports_as_it_was(stack: Stack) {
         "Sign".into(),
         "m@example.com".into(),
         "+1 555 0100".into(),
-        "=SUM(A1)".into()
+        "=SUM(A1)".into(),
+        "+ERP-1".into()
     )));
 }
 

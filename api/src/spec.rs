@@ -21,7 +21,7 @@ use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{Content, Header, OpenApi, Ref, RefOr, Response};
 
-use domain::values::{CompanyName, Email, Notes, PersonName, Phone, Title};
+use domain::values::{CompanyName, Email, ExternalId, Notes, PersonName, Phone, Title};
 
 const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -79,6 +79,17 @@ pub fn webhook_url() -> Object {
 /// An optional job title (`null` is none).
 pub fn title_nullable() -> Object {
     text(Title::MAX_CHARS, true)
+}
+
+/// A customer's optional key in another system (`null` is none), unique
+/// in the company.
+pub fn external_id_nullable() -> Object {
+    text_with(
+        ExternalId::MAX_CHARS,
+        true,
+        ExternalId::PATTERN,
+        "no control characters; unique in the company (`409` if another customer has it), compared exactly",
+    )
 }
 
 /// Optional notes (`null` is none).

@@ -43,7 +43,8 @@ classified!(
     domain::user::UserError,
     domain::customer::CustomerError,
     domain::photo::PhotoError,
-    domain::email_claim::EmailClaimError
+    domain::email_claim::EmailClaimError,
+    domain::external_id_claim::ExternalIdClaimError
 );
 
 impl<E: std::error::Error> CommandError<E> {

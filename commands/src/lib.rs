@@ -13,8 +13,9 @@
 //! - [`append`]: writing event rows, for a command and in bulk (the seed).
 //! - [`events`]: reading stored events in commit order (relay, replay, history).
 //! - [`passwords`]: argon2id hashing and verification, off the async threads.
-//! - [`accounts`], [`photos`]: use cases that span aggregates (sign-up, users,
-//!   a customer's photo), run as short sagas over [`Commands::execute`].
+//! - [`accounts`], [`photos`], [`external_ids`]: use cases that span
+//!   aggregates (sign-up, users, a customer's photo, a customer's external
+//!   id), run as short sagas over [`Commands::execute`].
 //! - [`objects`]: the object store for photo bytes (S3 via `minio`, or local files).
 
 pub mod accounts;
@@ -25,6 +26,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod executor;
+pub mod external_ids;
 pub mod imports;
 pub mod objects;
 pub mod passwords;

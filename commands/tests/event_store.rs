@@ -97,6 +97,7 @@ fn register_customer(id: CustomerId, company: CompanyId, by: UserId) -> Customer
             email: Some(email("ada@example.com")),
             phone: None,
             notes: Some(notes("first notes")),
+            external_id: None,
         },
         photo: None,
         by,

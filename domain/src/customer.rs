@@ -5,7 +5,7 @@ use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
 use crate::decide::{emit, DomainErrorKind, Tenanted};
-use crate::values::{Email, FieldChange, Notes, PersonName, Phone};
+use crate::values::{Email, ExternalId, FieldChange, Notes, PersonName, Phone};
 use crate::{CompanyId, CustomerId, PhotoId, UserId};
 
 /// The writable details of a new customer.
@@ -16,6 +16,9 @@ pub struct CustomerDetails {
     pub email: Option<Email>,
     pub phone: Option<Phone>,
     pub notes: Option<Notes>,
+    /// Unique in the company (see `external_id_claim`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<ExternalId>,
 }
 
 /// A partial update: `None` leaves a field alone.
@@ -31,6 +34,8 @@ pub struct DetailsChange {
     pub phone: Option<FieldChange<Phone>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<FieldChange<Notes>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<FieldChange<ExternalId>>,
 }
 
 impl DetailsChange {
@@ -49,6 +54,9 @@ impl DetailsChange {
             email: self.email.filter(|c| differs(c, &current.email)),
             phone: self.phone.filter(|c| differs(c, &current.phone)),
             notes: self.notes.filter(|c| differs(c, &current.notes)),
+            external_id: self
+                .external_id
+                .filter(|c| differs(c, &current.external_id)),
         }
     }
 }
@@ -85,6 +93,7 @@ pub enum CustomerCommand {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum CustomerEvent {
     /// Version 2.0: version 1.0 called `by` `created_by` and had no `phone`.
+    /// `external_id` came later, optional, so older 2.0 events lack it.
     CustomerRegistered {
         company_id: CompanyId,
         name: PersonName,
@@ -92,6 +101,8 @@ pub enum CustomerEvent {
         email: Option<Email>,
         phone: Option<Phone>,
         notes: Option<Notes>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_id: Option<ExternalId>,
         by: UserId,
     },
     CustomerDetailsChanged {
@@ -191,6 +202,7 @@ impl Customer {
                 email: details.email,
                 phone: details.phone,
                 notes: details.notes,
+                external_id: details.external_id,
                 by,
             }];
             if let Some(photo_id) = photo {
@@ -267,6 +279,7 @@ impl Aggregate for Customer {
                 email,
                 phone,
                 notes,
+                external_id,
                 ..
             } => {
                 self.company_id = Some(company_id);
@@ -276,6 +289,7 @@ impl Aggregate for Customer {
                     email,
                     phone,
                     notes,
+                    external_id,
                 });
             }
             CustomerEvent::CustomerDetailsChanged { change, .. } => {
@@ -308,6 +322,9 @@ impl DetailsChange {
         }
         if let Some(notes) = self.notes {
             details.notes = notes.into_option();
+        }
+        if let Some(external_id) = self.external_id {
+            details.external_id = external_id.into_option();
         }
     }
 }

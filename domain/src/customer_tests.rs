@@ -43,7 +43,12 @@ fn details() -> CustomerDetails {
         email: Some(email("grace@example.com")),
         phone: None,
         notes: Some(notes("Prefers email")),
+        external_id: Some(external("ERP-7")),
     }
+}
+
+fn external(raw: &str) -> ExternalId {
+    ExternalId::parse(raw).unwrap()
 }
 
 fn register(photo: Option<PhotoId>) -> CustomerCommand {
@@ -64,6 +69,7 @@ fn registered() -> CustomerEvent {
         email: Some(email("grace@example.com")),
         phone: None,
         notes: Some(notes("Prefers email")),
+        external_id: Some(external("ERP-7")),
         by: clerk(),
     }
 }
@@ -181,6 +187,7 @@ fn details_change_keeps_only_real_changes() {
                 email: Some(FieldChange::Set(email("grace@example.com"))),
                 phone: Some(FieldChange::Cleared),
                 notes: Some(FieldChange::Set(notes("Call after 5pm"))),
+                external_id: Some(FieldChange::Set(external("ERP-8"))),
             },
             by: clerk(),
         })
@@ -188,6 +195,7 @@ fn details_change_keeps_only_real_changes() {
             change: DetailsChange {
                 surname: Some(person("Murray")),
                 notes: Some(FieldChange::Set(notes("Call after 5pm"))),
+                external_id: Some(FieldChange::Set(external("ERP-8"))),
                 ..DetailsChange::default()
             },
             by: clerk(),
@@ -205,6 +213,7 @@ fn details_change_to_the_current_values_emits_nothing() {
                 email: Some(FieldChange::Set(email("grace@example.com"))),
                 phone: Some(FieldChange::Cleared),
                 notes: Some(FieldChange::Set(notes("Prefers email"))),
+                external_id: Some(FieldChange::Set(external("ERP-7"))),
             },
             by: clerk(),
         })
@@ -418,4 +427,17 @@ fn customer_errors_are_classified_for_callers() {
     ] {
         assert_eq!(conflict.kind(), DomainErrorKind::Conflict);
     }
+}
+
+#[test]
+fn a_registration_stored_before_external_ids_reads_without_one() {
+    let stored = serde_json::json!({"CustomerRegistered": {
+        "company_id": company_id(), "name": "Grace", "surname": "Hopper",
+        "email": null, "phone": null, "notes": null, "by": clerk(),
+    }});
+    let event: CustomerEvent = serde_json::from_value(stored).unwrap();
+    let CustomerEvent::CustomerRegistered { external_id, .. } = event else {
+        panic!("a registration");
+    };
+    assert_eq!(external_id, None);
 }

@@ -9,6 +9,8 @@
 //! - [`email_claim::EmailClaim`] is one aggregate per normalized email: two
 //!   concurrent signups with one address race on the same stream and only one
 //!   can write its first event, which makes emails unique service-wide.
+//! - [`external_id_claim::ExternalIdClaim`] does the same for a customer's
+//!   `external_id` within its company.
 //! - [`customer::Customer`] and [`photo::Photo`].
 //!
 //! [`decide`] lets every aggregate be written as a pure `decide` function and
@@ -18,6 +20,7 @@ pub mod company;
 pub mod customer;
 pub mod decide;
 pub mod email_claim;
+pub mod external_id_claim;
 pub mod ids;
 pub mod photo;
 pub mod upcasters;

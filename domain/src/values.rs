@@ -132,6 +132,12 @@ text_value!(
     200
 );
 text_value!(
+    /// A customer's key in another system (an ERP's or an old CRM's id):
+    /// non-blank, at most 200 characters, compared exactly.
+    ExternalId,
+    200
+);
+text_value!(
     /// Free text about a customer, lines and tabs included: at most
     /// 10,000 characters.
     Notes,

@@ -39,13 +39,16 @@ async fn random_history(commands: &Commands, mut seed: u64) {
         let (company, id) = customers[(next(&mut seed) % customers.len() as u64) as usize];
         let first = format!("Name{step}");
         let email = format!("e{step}@example.com");
-        let command: Box<dyn FnOnce(domain::UserId) -> CustomerCommand> = match next(&mut seed) % 6
+        let external_id = format!("ERP-{step}");
+        let command: Box<dyn FnOnce(domain::UserId) -> CustomerCommand> = match next(&mut seed) % 8
         {
             0 => Box::new(rename(&first)),
             1 => Box::new(set_email(Some(&email))),
             2 => Box::new(set_email(None)),
             3 => Box::new(attach_photo()),
             4 => Box::new(delete()),
+            5 => Box::new(set_external_id(Some(&external_id))),
+            6 => Box::new(set_external_id(None)),
             _ => Box::new(restore()),
         };
         let ctx = ctx(company);

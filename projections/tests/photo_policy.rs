@@ -70,6 +70,7 @@ async fn register(env: &Env, tenant: &Tenant) -> CustomerId {
             email: None,
             phone: None,
             notes: None,
+            external_id: None,
         },
         photo: None,
         by: tenant.user(),

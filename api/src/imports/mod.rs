@@ -7,9 +7,11 @@
 //! the customers view shows that batch. An import therefore never puts more
 //! than one batch between other writers and the views, and other requests
 //! are served between its batches.
+use commands::external_ids::{self, DetailsChangeError};
 use commands::imports::{self, Batch, Counts, Job, JobState, RowError};
-use commands::CommandContext;
+use commands::{CommandContext, CommandError};
 use domain::customer::{Customer, CustomerCommand, CustomerDetails, DetailsChange};
+use domain::external_id_claim::ExternalIdClaim;
 use domain::values::FieldChange;
 use domain::CustomerId;
 use projections::consistency::ConsistencyToken;
@@ -24,6 +26,7 @@ use crate::routes::customers::{customer_details, NewDetails};
 use crate::state::AppState;
 use parse::{Cells, Column, Row};
 
+mod external;
 pub mod parse;
 mod upsert;
 
@@ -231,13 +234,15 @@ async fn write_batch(
             }
         }
     }
-    let plan = match job.upsert_on.as_deref() {
+    let mut plan = match job.upsert_on.as_deref() {
+        Some("external_id") => external::plan_on_external_id(state, job, valid).await?,
         Some(_) => upsert::plan_on_email(state, job, valid).await?,
         None => Plan {
             creates: valid.into_iter().map(|v| (v.line, v.details)).collect(),
             ..Plan::default()
         },
     };
+    let claims = external::claims(state, job, &mut plan).await?;
     counts.rejected += plan.errors.len() as i64;
     errors.extend(plan.errors);
     counts.updated += plan.merged;
@@ -249,18 +254,20 @@ async fn write_batch(
         });
     };
     for (line, id, change) in plan.updates {
-        let command = CustomerCommand::ChangeDetails {
-            change,
-            by: ctx.user_id,
-        };
-        match state
-            .commands
-            .execute::<Customer>(&id.to_string(), command, ctx, commands::Expect::Any)
-            .await
-        {
+        let changed =
+            external_ids::change_details(&state.commands, ctx, id, change, commands::Expect::Any);
+        match changed.await {
             Ok(outcome) => {
                 counts.updated += 1;
                 cover(ConsistencyToken::applied::<Customer>(id, outcome.version));
+            }
+            Err(CommandError::Domain(DetailsChangeError::ExternalId(error))) => {
+                counts.rejected += 1;
+                errors.push(RowError {
+                    line,
+                    field: Some("external_id".into()),
+                    message: error.to_string(),
+                });
             }
             Err(error) => {
                 let error = ApiError::from(error);
@@ -277,7 +284,7 @@ async fn write_batch(
         }
     }
     counts.created = plan.creates.len() as i64;
-    let events = new_customers(state, job, ctx, &plan.creates).await?;
+    let events = new_customers(state, job, ctx, &plan.creates, &claims).await?;
     if let Some(last) = events.last() {
         if let Ok(id) = last.aggregate_id.parse::<CustomerId>() {
             cover(ConsistencyToken::applied::<Customer>(
@@ -307,6 +314,7 @@ async fn new_customers(
     job: &Job,
     ctx: &CommandContext,
     creates: &[(i64, CustomerDetails)],
+    claims: &HashMap<i64, external::NewClaim>,
 ) -> Result<Vec<commands::append::NewEvent>, ImportError> {
     let ids: Vec<CustomerId> = creates
         .iter()
@@ -315,9 +323,20 @@ async fn new_customers(
     let written = imports::already_written(state.pool(), &ids).await?;
     let metadata = commands::append::metadata(&ctx.metadata()).map_err(|_| ImportError::Command)?;
     let mut events = Vec::with_capacity(creates.len());
-    for (id, (_, details)) in ids.into_iter().zip(creates) {
+    for (id, (line, details)) in ids.into_iter().zip(creates) {
         if written.contains(&id) {
             continue;
+        }
+        if let Some(claim) = claims.get(line) {
+            events.push(
+                commands::append::NewEvent::new::<ExternalIdClaim>(
+                    claim.id.clone(),
+                    claim.sequence,
+                    &claim.event,
+                    metadata.clone(),
+                )
+                .map_err(|_| ImportError::Command)?,
+            );
         }
         let register = CustomerCommand::Register {
             customer_id: id,
@@ -352,6 +371,7 @@ fn validate(line: i64, cells: Cells) -> Result<Valid, Vec<RowError>> {
         email: cells.text(Column::Email),
         phone: cells.text(Column::Phone),
         notes: cells.text(Column::Notes),
+        external_id: cells.text(Column::ExternalId),
     };
     match customer_details(raw) {
         Ok(details) => Ok(Valid {
@@ -381,6 +401,7 @@ fn change_of(row: &Valid) -> DetailsChange {
         email: optional_change(given(Column::Email), &row.details.email),
         phone: optional_change(given(Column::Phone), &row.details.phone),
         notes: optional_change(given(Column::Notes), &row.details.notes),
+        external_id: optional_change(given(Column::ExternalId), &row.details.external_id),
     }
 }
 

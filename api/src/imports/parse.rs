@@ -15,9 +15,10 @@ pub enum Column {
     Email,
     Phone,
     Notes,
+    ExternalId,
 }
 
-pub const COLUMN_NAMES: &str = "name, surname, email, phone, notes";
+pub const COLUMN_NAMES: &str = "name, surname, email, phone, notes, external_id";
 
 /// Columns of an export that an import cannot set: read and ignored, so a
 /// file exported from a company can be imported as it is.
@@ -51,6 +52,7 @@ impl Column {
             "email" => Self::Email,
             "phone" => Self::Phone,
             "notes" => Self::Notes,
+            "external_id" => Self::ExternalId,
             _ => return None,
         })
     }
@@ -62,6 +64,7 @@ impl Column {
             Self::Email => "email",
             Self::Phone => "phone",
             Self::Notes => "notes",
+            Self::ExternalId => "external_id",
         }
     }
 
@@ -73,7 +76,7 @@ impl Column {
 /// A row's cells by column: `None` when the row does not give the column,
 /// `Some(None)` when it gives it empty (CSV) or `null` (NDJSON).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Cells([Option<Option<String>>; 5]);
+pub struct Cells([Option<Option<String>>; 6]);
 
 impl Cells {
     pub fn get(&self, column: Column) -> Option<Option<&str>> {
@@ -176,7 +179,7 @@ fn columns_of(header: &csv::ByteRecord) -> Result<Vec<Option<Column>>, FileError
     for required in [Column::Name, Column::Surname] {
         if !columns.contains(&Some(required)) {
             return Err(FileError::Header(format!(
-                "the header row has no {:?} column; it needs name and surname, and may have email, phone and notes",
+                "the header row has no {:?} column; it needs name and surname, and may have email, phone, notes and external_id",
                 required.name()
             )));
         }

@@ -30,8 +30,9 @@ pub enum UpsertOn {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ImportParams {
-    /// Update the customer a row's `email` names (one live customer of the
-    /// company) instead of creating one; rows naming none create one.
+    /// Update the customer a row names instead of creating one: by `email`
+    /// (one live customer of the company has it) or by `external_id` (the
+    /// customer that has it); rows naming none create one.
     #[param(inline)]
     upsert_on: Option<UpsertOn>,
 }
@@ -102,7 +103,7 @@ fn accepted(job: Job) -> Reply<ImportJob> {
 /// Starts importing customers from a CSV or NDJSON file.
 #[utoipa::path(post, path = "/v1/customers/imports", tag = "imports", security(("bearer" = [])),
     params(ImportParams, ("Idempotency-Key" = Option<String>, Header)),
-    request_body(content = String, description = "CSV with a header row naming columns among name, surname, email, phone and notes (name and surname required; any order), or one JSON object per line with those fields", content_type = "text/csv"),
+    request_body(content = String, description = "CSV with a header row naming columns among name, surname, email, phone, notes and external_id (name and surname required; any order), or one JSON object per line with those fields", content_type = "text/csv"),
     responses((status = 202, body = ImportJob, description = "Uploaded; the import runs. A repeat of the Idempotency-Key with the same file answers with the same job, resuming it if it was interrupted"),
         (status = 403, body = Problem, description = "Not an admin"),
         (status = 413, body = Problem, description = "Larger than 1 GiB"),
@@ -121,12 +122,7 @@ pub async fn start_import(
     let upsert_on = match params.upsert_on {
         None => None,
         Some(UpsertOn::Email) => Some("email"),
-        Some(UpsertOn::ExternalId) => {
-            return Err(ApiError::field(
-                "upsert_on",
-                "customers have no external_id field yet; upsert on email",
-            ))
-        }
+        Some(UpsertOn::ExternalId) => Some("external_id"),
     };
     let spool = Spool(state.imports.spool_path());
     let options = format!("{}/{}", format.as_str(), upsert_on.unwrap_or(""));

@@ -2,6 +2,7 @@
 //! reads with the same parameters.
 use axum::extract::State;
 use chrono::{DateTime, SecondsFormat, Utc};
+use domain::values::ExternalId;
 use projections::read::customers::{CustomerSort, Deleted, ListFilters, ListQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -83,6 +84,9 @@ pub struct CustomerListParams {
     updated_after: Option<DateTime<Utc>>,
     /// Last changed strictly before this time (RFC 3339).
     updated_before: Option<DateTime<Utc>>,
+    /// The customer with exactly this external id (trimmed; at most 200 characters).
+    #[param(max_length = 200)]
+    external_id: Option<String>,
 }
 
 /// A time as the views store it, so that it compares as text.
@@ -112,6 +116,11 @@ impl CustomerListParams {
             return Err(ApiError::bad_request("q must be at most 200 characters"));
         }
         let search = self.q.filter(|q| !q.trim().is_empty());
+        let external_id = self
+            .external_id
+            .map(|raw| ExternalId::parse(&raw))
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("external_id {e}")))?;
         let filters = ListFilters {
             deleted: match self.deleted {
                 None | Some(DeletedParam::False) => Deleted::Exclude,
@@ -125,6 +134,7 @@ impl CustomerListParams {
             created_before: stored(self.created_before),
             updated_after: stored(self.updated_after),
             updated_before: stored(self.updated_before),
+            external_id: external_id.map(|e| e.as_str().to_owned()),
         };
         let scope = format!(
             "{}/customers/{sort_text}/{filters:?}/{}",

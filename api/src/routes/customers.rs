@@ -3,11 +3,12 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use commands::external_ids;
 use commands::photos::{self, PhotoChange, PhotoChangeError};
 use commands::CommandError;
 use domain::customer::{Customer, CustomerCommand, CustomerDetails, CustomerError, DetailsChange};
 use domain::photo::Photo;
-use domain::values::{Email, Notes, PersonName, Phone};
+use domain::values::{Email, ExternalId, Notes, PersonName, Phone};
 use domain::{CompanyId, CustomerId, PhotoId};
 use projections::consistency::ConsistencyToken;
 use projections::read::customers::CustomerRow;
@@ -45,6 +46,8 @@ pub struct CustomerDto {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub notes: Option<String>,
+    /// The customer's key in another system, unique in the company.
+    pub external_id: Option<String>,
     pub photo: Option<PhotoRef>,
     #[schema(format = Uuid)]
     pub created_by: String,
@@ -80,6 +83,7 @@ impl CustomerDto {
             email: row.email,
             phone: row.phone,
             notes: row.notes,
+            external_id: row.external_id,
             photo,
             created_by: row.created_by.to_string(),
             created_at: timestamp(&row.created_at),
@@ -106,6 +110,8 @@ pub struct CreateCustomer {
     phone: Option<String>,
     #[schema(schema_with = crate::spec::notes_nullable)]
     notes: Option<String>,
+    #[schema(schema_with = crate::spec::external_id_nullable)]
+    external_id: Option<String>,
     /// An uploaded photo of the caller's company to show (`404` if there is none).
     photo_id: Option<Uuid>,
 }
@@ -133,6 +139,10 @@ pub struct UpdateCustomer {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(schema_with = crate::spec::notes_nullable, required = false)]
     notes: Option<Option<String>>,
+    /// Omit to keep it; `null` clears it (and frees it for another customer).
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(schema_with = crate::spec::external_id_nullable, required = false)]
+    external_id: Option<Option<String>>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -239,15 +249,25 @@ pub async fn create_customer(
 ) -> ApiResult<Reply<CustomerDto>> {
     let digest = key.as_ref().map(|_| crate::idempotency::digest(&body));
     let id = new_customer_id(body.id, key.as_deref(), caller.company_id);
+    let details = body.details()?;
+    let external_id = details.external_id.clone();
     let register = CustomerCommand::Register {
         customer_id: id,
         company_id: caller.company_id,
-        details: body.details()?,
+        details,
         photo: body.photo_id.map(PhotoId),
         by: caller.user_id,
     };
     let ctx = caller.context().with_request_digest(digest.clone());
-    let registered = match photos::register_customer(&state.commands, &ctx, id, register).await {
+    let claimed = match &external_id {
+        Some(external_id) => external_ids::claim(&state.commands, &ctx, external_id, id).await?,
+        None => false,
+    };
+    let outcome = photos::register_customer(&state.commands, &ctx, id, register).await;
+    if let (Err(_), Some(external_id), true) = (&outcome, &external_id, claimed) {
+        external_ids::release(&state.commands, &ctx, external_id, id).await;
+    }
+    let registered = match outcome {
         Ok(change) => Registered::from_change(id, &ctx, change)?,
         Err(CommandError::Domain(PhotoChangeError::Customer(CustomerError::AlreadyExists)))
             if key.is_some() =>
@@ -292,6 +312,7 @@ impl CreateCustomer {
             email: self.email.as_deref(),
             phone: self.phone.as_deref(),
             notes: self.notes.as_deref(),
+            external_id: self.external_id.as_deref(),
         })
     }
 }
@@ -304,6 +325,7 @@ pub struct NewDetails<'a> {
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
     pub notes: Option<&'a str>,
+    pub external_id: Option<&'a str>,
 }
 
 /// The validated details of a new customer, or every invalid field as one `422`.
@@ -314,6 +336,7 @@ pub fn customer_details(raw: NewDetails<'_>) -> ApiResult<CustomerDetails> {
     let email = fields.optional("email", raw.email, Email::parse);
     let phone = fields.optional("phone", raw.phone, Phone::parse);
     let notes = fields.optional("notes", raw.notes, Notes::parse);
+    let external_id = fields.optional("external_id", raw.external_id, ExternalId::parse);
     let (name, surname) = fields.finish_with((name, surname))?;
     Ok(CustomerDetails {
         name,
@@ -321,6 +344,7 @@ pub fn customer_details(raw: NewDetails<'_>) -> ApiResult<CustomerDetails> {
         email,
         phone,
         notes,
+        external_id,
     })
 }
 
@@ -444,17 +468,13 @@ pub async fn update_customer(
         email: fields.nullable("email", body.email, Email::parse),
         phone: fields.nullable("phone", body.phone, Phone::parse),
         notes: fields.nullable("notes", body.notes, Notes::parse),
+        external_id: fields.nullable("external_id", body.external_id, ExternalId::parse),
     };
     fields.finish()?;
     let id = CustomerId(id);
-    let command = CustomerCommand::ChangeDetails {
-        change,
-        by: caller.user_id,
-    };
-    let outcome = state
-        .commands
-        .execute::<Customer>(&id.to_string(), command, &caller.context(), expected)
-        .await?;
+    let outcome =
+        external_ids::change_details(&state.commands, &caller.context(), id, change, expected)
+            .await?;
     let token = ConsistencyToken::applied::<Customer>(id, outcome.version);
     reply_customer(&state, &caller, id, token, outcome.version, StatusCode::OK).await
 }

@@ -41,7 +41,7 @@ pub struct ExportParams {
 }
 
 /// The CSV columns, in order.
-const COLUMNS: [&str; 12] = [
+const COLUMNS: [&str; 13] = [
     "id",
     "name",
     "surname",
@@ -54,6 +54,7 @@ const COLUMNS: [&str; 12] = [
     "updated_by",
     "updated_at",
     "deleted_at",
+    "external_id",
 ];
 
 /// Every customer the list's `q`, `sort` and filters select, streamed.
@@ -146,6 +147,7 @@ fn encode(format: ExportFormat, rows: &[CustomerRow], urls: &PhotoUrls) -> Vec<u
                     Some(row.updated_by.to_string().as_str()),
                     Some(row.updated_at.as_str()),
                     row.deleted_at.as_deref(),
+                    row.external_id.as_deref(),
                 ]
                 .into_iter(),
             )),

@@ -246,6 +246,7 @@ fn customer_data(row: &Customer, photo: Option<&Photo>) -> Value {
         "email": row.email,
         "phone": row.phone,
         "notes": row.notes,
+        "external_id": row.external_id,
         "photo": photo,
         "created_by": row.created_by,
         "created_at": api_time(&row.created_at),

@@ -15,6 +15,7 @@ fn registered(notes: Option<&str>) -> CustomerEvent {
         email: Some(Email::parse("ada@example.com").unwrap()),
         phone: None,
         notes: notes.map(|n| Notes::parse(n).unwrap()),
+        external_id: None,
         by: UserId(Uuid::from_u128(1)),
     }
 }

@@ -19,6 +19,7 @@ pub struct CustomerRow {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub notes: Option<String>,
+    pub external_id: Option<String>,
     pub photo_id: Option<String>,
     pub photo_content_type: Option<String>,
     pub photo_size: Option<i64>,
@@ -96,6 +97,8 @@ pub struct ListFilters {
     pub created_before: Option<String>,
     pub updated_after: Option<String>,
     pub updated_before: Option<String>,
+    /// Exact match (the column is unique per company).
+    pub external_id: Option<String>,
 }
 
 pub struct ListQuery {
@@ -112,7 +115,7 @@ const MAX_SEARCH_TERMS: usize = 5;
 
 const SELECT: &str =
     "SELECT c.id, c.company_id, c.name, c.surname, c.surname_key, c.email, c.phone, c.notes, \
-     c.photo_id, p.content_type AS photo_content_type, p.size AS photo_size, \
+     c.external_id, c.photo_id, p.content_type AS photo_content_type, p.size AS photo_size, \
      c.created_by, c.created_at, c.updated_by, c.updated_at, c.deleted_at, c.last_seq \
      FROM customers c LEFT JOIN photos p ON p.id = c.photo_id AND p.company_id = c.company_id";
 
@@ -172,6 +175,7 @@ where
         ("c.created_at <", &filters.created_before),
         ("c.updated_at >", &filters.updated_after),
         ("c.updated_at <", &filters.updated_before),
+        ("c.external_id =", &filters.external_id),
     ] {
         if let Some(value) = value {
             sql.push_str(&format!(" AND {condition} ${next}"));
@@ -232,6 +236,7 @@ impl TryFrom<crate::views::customers::Customer> for CustomerRow {
             email: row.email,
             phone: row.phone,
             notes: row.notes,
+            external_id: row.external_id,
             photo_id: row.photo_id,
             photo_content_type: None,
             photo_size: None,

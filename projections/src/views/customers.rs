@@ -16,6 +16,7 @@ pub struct Customer {
     pub email: Option<String>,
     pub phone: Option<String>,
     pub notes: Option<String>,
+    pub external_id: Option<String>,
     pub photo_id: Option<String>,
     pub created_by: String,
     pub created_at: String,
@@ -68,6 +69,7 @@ impl Fold for Customers {
         text("email"),
         text("phone"),
         text("notes"),
+        text("external_id"),
         text("photo_id"),
         text("created_by"),
         text("created_at"),
@@ -92,6 +94,7 @@ impl Fold for Customers {
                     email,
                     phone,
                     notes,
+                    external_id,
                     by,
                 },
                 None,
@@ -104,6 +107,7 @@ impl Fold for Customers {
                     email: email.map(|e| e.as_str().to_owned()),
                     phone: phone.map(|p| p.as_str().to_owned()),
                     notes: notes.map(|n| n.as_str().to_owned()),
+                    external_id: external_id.map(|e| e.as_str().to_owned()),
                     photo_id: None,
                     created_by: by.to_string(),
                     created_at: at.clone(),
@@ -138,6 +142,9 @@ impl Fold for Customers {
                 }
                 if let Some(notes) = details.notes {
                     row.notes = shown(notes, |n| n.as_str());
+                }
+                if let Some(external_id) = details.external_id {
+                    row.external_id = shown(external_id, |e| e.as_str());
                 }
                 row.updated_by = by.to_string();
                 row
@@ -182,6 +189,7 @@ impl Fold for Customers {
             row.email.clone().into(),
             row.phone.clone().into(),
             row.notes.clone().into(),
+            row.external_id.clone().into(),
             row.photo_id.clone().into(),
             row.created_by.clone().into(),
             row.created_at.clone().into(),
@@ -202,6 +210,7 @@ impl Fold for Customers {
         let email = cells.opt_text()?;
         let phone = cells.opt_text()?;
         let notes = cells.opt_text()?;
+        let external_id = cells.opt_text()?;
         let photo_id = cells.opt_text()?;
         let created_by = cells.text()?;
         let created_at = cells.text()?;
@@ -218,6 +227,7 @@ impl Fold for Customers {
             email,
             phone,
             notes,
+            external_id,
             photo_id,
             created_by,
             created_at,

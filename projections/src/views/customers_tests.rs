@@ -1,6 +1,6 @@
 //! Given-when-then for the customers fold, without a database.
 use domain::customer::{CustomerEvent, DetailsChange};
-use domain::values::{Email, FieldChange, PersonName};
+use domain::values::{Email, ExternalId, FieldChange, PersonName};
 use domain::{CompanyId, PhotoId, UserId};
 use uuid::Uuid;
 
@@ -21,6 +21,7 @@ fn registered() -> CustomerEvent {
         email: Some(Email::parse("ada@example.com").unwrap()),
         phone: None,
         notes: None,
+        external_id: None,
         by: user(1),
     }
 }
@@ -100,6 +101,25 @@ fn photo_attach_and_detach_show_on_the_row() {
 }
 
 #[test]
+fn the_external_id_is_set_moved_and_cleared() {
+    let moved = |to: Option<&str>| CustomerEvent::CustomerDetailsChanged {
+        change: DetailsChange {
+            external_id: Some(match to {
+                Some(id) => FieldChange::Set(ExternalId::parse(id).unwrap()),
+                None => FieldChange::Cleared,
+            }),
+            ..Default::default()
+        },
+        by: user(2),
+    };
+    assert_eq!(given(vec![registered()]).external_id, None);
+    let row = given(vec![registered(), moved(Some("ERP-1"))]);
+    assert_eq!(row.external_id.as_deref(), Some("ERP-1"));
+    let row = given(vec![registered(), moved(Some("ERP-1")), moved(None)]);
+    assert_eq!(row.external_id, None);
+}
+
+#[test]
 fn delete_flags_the_row_and_restore_clears_it() {
     let deleted = CustomerEvent::CustomerDeleted { by: user(3) };
     let row = given(vec![registered(), deleted.clone()]);
@@ -107,7 +127,11 @@ fn delete_flags_the_row_and_restore_clears_it() {
         row.deleted_at.as_deref(),
         Some("2026-01-01T00:00:02.000000Z")
     );
-    assert_eq!(Customers::cells(&row)[13], Cell::Int(Some(1)));
+    let deleted_flag = Customers::COLUMNS
+        .iter()
+        .position(|column| column.name == "deleted")
+        .unwrap();
+    assert_eq!(Customers::cells(&row)[deleted_flag], Cell::Int(Some(1)));
     let restored = CustomerEvent::CustomerRestored { by: user(3) };
     assert_eq!(
         given(vec![registered(), deleted, restored]).deleted_at,

@@ -602,6 +602,7 @@ mod tests {
             email: email.map(Into::into),
             phone: None,
             notes: None,
+            external_id: None,
             photo_id: None,
             created_by: "u".into(),
             created_at: "t".into(),

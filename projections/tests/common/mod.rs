@@ -8,7 +8,7 @@ use commands::db::EventPool;
 use commands::events::{read_committed_after, Checkpoint, StoredEvent};
 use commands::{CommandContext, Commands, Db, Expect};
 use domain::customer::{Customer, CustomerCommand, CustomerDetails, DetailsChange};
-use domain::values::{Email, FieldChange, PersonName};
+use domain::values::{Email, ExternalId, FieldChange, PersonName};
 use domain::{CompanyId, CustomerId, PhotoId, UserId};
 use projections::feed::message;
 use projections::feed::relay::Relay;
@@ -334,6 +334,7 @@ pub async fn register(
                     email: email.map(|e| Email::parse(e).expect("valid email")),
                     phone: None,
                     notes: None,
+                    external_id: None,
                 },
                 photo: None,
                 by: ctx.user_id,
@@ -374,6 +375,21 @@ pub fn set_email(email: Option<&str>) -> impl FnOnce(UserId) -> CustomerCommand 
         change: DetailsChange {
             email: Some(match email {
                 Some(e) => FieldChange::Set(Email::parse(e).expect("valid email")),
+                None => FieldChange::Cleared,
+            }),
+            ..Default::default()
+        },
+        by,
+    }
+}
+
+/// Sets the customer's external id on the aggregate alone (uniqueness is
+/// the claim's, which the views do not read).
+pub fn set_external_id(external_id: Option<&str>) -> impl FnOnce(UserId) -> CustomerCommand + '_ {
+    move |by| CustomerCommand::ChangeDetails {
+        change: DetailsChange {
+            external_id: Some(match external_id {
+                Some(e) => FieldChange::Set(ExternalId::parse(e).expect("valid external id")),
                 None => FieldChange::Cleared,
             }),
             ..Default::default()
