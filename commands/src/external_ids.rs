@@ -184,11 +184,15 @@ pub async fn holders(
         .iter()
         .map(|e| ExternalIdClaim::id_of(company, e))
         .collect();
-    let marks: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
+    // The last event of each claim stream says who holds it.
+    let last = "FROM events e WHERE e.aggregate_type = $1 AND e.aggregate_id = wanted_key \
+                ORDER BY e.sequence DESC LIMIT 1";
     let sql = format!(
-        "SELECT aggregate_id, sequence, CAST(payload AS TEXT) AS payload FROM events \
-         WHERE aggregate_type = $1 AND aggregate_id IN ({}) ORDER BY aggregate_id, sequence",
-        marks.join(", ")
+        "{} SELECT aggregate_id, sequence, payload FROM (SELECT wanted_key AS aggregate_id, \
+         (SELECT e.sequence {last}) AS sequence, \
+         (SELECT CAST(e.payload AS TEXT) {last}) AS payload FROM wanted) AS claims \
+         WHERE sequence IS NOT NULL",
+        crate::db::wanted_keys(2, ids.len())
     );
     let mut query = sqlx::query(&sql).bind(<ExternalIdClaim as cqrs_es::Aggregate>::TYPE);
     for id in &ids {

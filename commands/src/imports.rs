@@ -298,11 +298,11 @@ pub async fn already_written(
     if ids.is_empty() {
         return Ok(vec![]);
     }
-    let marks: Vec<String> = (2..ids.len() + 2).map(|n| format!("${n}")).collect();
     let sql = format!(
-        "SELECT aggregate_id FROM events WHERE aggregate_type = $1 AND sequence = 1 \
-         AND aggregate_id IN ({})",
-        marks.join(", ")
+        "{} SELECT wanted_key AS aggregate_id FROM wanted WHERE (SELECT 1 FROM events e \
+         WHERE e.aggregate_type = $1 AND e.aggregate_id = wanted_key AND e.sequence = 1) \
+         IS NOT NULL",
+        crate::db::wanted_keys(2, ids.len())
     );
     let mut query = sqlx::query(&sql).bind("customer");
     for id in ids {

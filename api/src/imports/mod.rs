@@ -420,4 +420,4 @@ fn email_key(details: &CustomerDetails) -> Option<String> {
         .map(|email| email.as_str().to_ascii_lowercase())
 }
 
-type ByEmail = HashMap<String, Vec<CustomerId>>;
+type ByEmail = HashMap<String, (CustomerId, i64)>;

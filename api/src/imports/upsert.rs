@@ -25,18 +25,15 @@ pub(super) async fn plan_on_email(
             plan.creates.push((row.line, row.details));
             continue;
         };
-        match held.get(&key).map(Vec::as_slice) {
-            Some([id]) => {
+        match held.get(&key) {
+            Some(&(id, 1)) => {
                 let change = change_of(&row);
-                plan.updates.push((row.line, *id, change));
+                plan.updates.push((row.line, id, change));
             }
-            Some(ids) => plan.errors.push(RowError {
+            Some(&(_, holders)) => plan.errors.push(RowError {
                 line: row.line,
                 field: Some("email".into()),
-                message: format!(
-                    "{} customers have this email; upsert needs exactly one",
-                    ids.len()
-                ),
+                message: format!("{holders} customers have this email; upsert needs exactly one"),
             }),
             None => match created.get(&key) {
                 Some(&index) => {
@@ -54,17 +51,20 @@ pub(super) async fn plan_on_email(
     Ok(plan)
 }
 
-/// The live customers of the job's company holding each of `emails`.
+/// For each of `emails` held by live customers of the job's company: one of
+/// them, and how many there are.
 async fn holders(state: &AppState, job: &Job, emails: &[String]) -> Result<ByEmail, ImportError> {
     let mut held = ByEmail::new();
     if emails.is_empty() {
         return Ok(held);
     }
-    let marks: Vec<String> = (2..emails.len() + 2).map(|n| format!("${n}")).collect();
+    let holding = "FROM customers c WHERE c.company_id = $1 AND c.deleted = 0 \
+                   AND lower(c.email) = wanted_key";
     let sql = format!(
-        "SELECT id, lower(email) AS email FROM customers \
-         WHERE company_id = $1 AND deleted = 0 AND lower(email) IN ({})",
-        marks.join(", ")
+        "{} SELECT email, id, holders FROM (SELECT wanted_key AS email, \
+         (SELECT min(c.id) {holding}) AS id, (SELECT count(*) {holding}) AS holders \
+         FROM wanted) AS held WHERE holders > 0",
+        commands::db::wanted_keys(2, emails.len())
     );
     let mut query = sqlx::query(&sql).bind(job.company_id.to_string());
     for email in emails {
@@ -73,8 +73,9 @@ async fn holders(state: &AppState, job: &Job, emails: &[String]) -> Result<ByEma
     for row in query.fetch_all(state.pool()).await? {
         let id: String = row.try_get("id")?;
         let email: String = row.try_get("email")?;
+        let holders: i64 = row.try_get("holders")?;
         if let Ok(id) = id.parse() {
-            held.entry(email).or_default().push(id);
+            held.insert(email, (id, holders));
         }
     }
     Ok(held)
