@@ -4,7 +4,7 @@ import { request } from "./api.js";
 import { announce, busy, errorBox, field, h, heading, loadFailed, showProblem, valueOf } from "./ui.js";
 import { historyList } from "./history.js";
 
-const EDITABLE = ["name", "surname", "email", "phone", "notes"];
+const EDITABLE = ["name", "surname", "email", "phone", "external_id", "notes"];
 
 export function customerPage(main, id) {
   main.replaceChildren(heading("Customer"), h("p", { class: "loading" }, "Loading…"));
@@ -58,7 +58,8 @@ export function customerPage(main, id) {
         field("Name", "name", { required: true, value: customer.name }),
         field("Surname", "surname", { required: true, value: customer.surname }),
         field("Email", "email", { type: "email", value: customer.email }),
-        field("Phone", "phone", { type: "tel", value: customer.phone })),
+        field("Phone", "phone", { type: "tel", value: customer.phone }),
+        field("External id", "external_id", { value: customer.external_id })),
       field("Notes", "notes", { textarea: true, value: customer.notes }),
       h("p", { class: "muted small" }, `Version ${version}`),
       h("div", { class: "actions" }, save, remove));

@@ -161,13 +161,14 @@ function createForm(close, created) {
       field("Name", "name", { required: true }),
       field("Surname", "surname", { required: true }),
       field("Email", "email", { type: "email" }),
-      field("Phone", "phone", { type: "tel" })),
+      field("Phone", "phone", { type: "tel" }),
+      field("External id", "external_id")),
     field("Notes", "notes", { textarea: true }),
     h("div", { class: "actions" }, submit, h("button", { type: "button", class: "secondary", onclick: close }, "Cancel")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = { name: valueOf(form, "name") || "", surname: valueOf(form, "surname") || "" };
-    for (const name of ["email", "phone", "notes"]) {
+    for (const name of ["email", "phone", "external_id", "notes"]) {
       const value = valueOf(form, name);
       if (value !== null) body[name] = value;
     }
