@@ -177,12 +177,12 @@ pub async fn export(
     );
     let lines = download(remote, &http, &path, output, Some(&bar)).await?;
     bar.finish_and_clear();
-    let rows = if format == "csv" {
-        lines.saturating_sub(1)
+    if format == "csv" {
+        // Quoted notes may hold line breaks: lines, not customers.
+        eprintln!("exported {lines} CSV lines (a header and the customers)");
     } else {
-        lines
-    };
-    eprintln!("exported {rows} customers");
+        eprintln!("exported {lines} customers");
+    }
     Ok(())
 }
 

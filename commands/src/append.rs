@@ -92,19 +92,10 @@ impl NewEvent {
 
 /// `INSERT INTO events (...) VALUES ($1, ..., $7), ...` for `rows` events.
 fn insert_sql(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO events ({COLUMNS}) VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        let values: Vec<String> = (1..=WIDTH)
-            .map(|column| format!("${}", row * WIDTH + column))
-            .collect();
-        sql.push('(');
-        sql.push_str(&values.join(", "));
-        sql.push(')');
-    }
-    sql
+    format!(
+        "INSERT INTO events ({COLUMNS}) VALUES {}",
+        crate::db::placeholders(1, rows, WIDTH)
+    )
 }
 
 /// A JSON value bound as `jsonb` (Postgres) or as its text (SQLite).

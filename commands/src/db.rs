@@ -125,8 +125,25 @@ impl Db {
     }
 }
 
-/// `WITH wanted(wanted_key) AS (VALUES ($first), …)`: `count` keys
-/// bound from parameter `first` on, as a table to look each one up from.
+/// `$first, $first+1, …`: `count` numbered placeholders.
+pub fn numbered(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($first, …), (…)`: `rows` groups of `width` numbered placeholders, for a
+/// multi-row `VALUES`.
+pub fn placeholders(first: usize, rows: usize, width: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", numbered(first + r * width, width)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `WITH wanted(wanted_key) AS (VALUES ($first), …)`: `count` keys bound
+/// from parameter `first` on, as a table to look each one up from.
 ///
 /// A lookup is then a correlated subquery per key, which both dialects run
 /// as one index probe per key. An `IN ($2, …)` list is not safe on Postgres:
@@ -134,6 +151,23 @@ impl Db {
 /// scan the whole index range and test every row against the list, one
 /// parameter at a time (seconds per thousand keys at 100k rows).
 pub fn wanted_keys(first: usize, count: usize) -> String {
-    let values: Vec<String> = (first..first + count).map(|n| format!("(${n})")).collect();
-    format!("WITH wanted(wanted_key) AS (VALUES {})", values.join(", "))
+    format!(
+        "WITH wanted(wanted_key) AS (VALUES {})",
+        placeholders(first, count, 1)
+    )
+}
+
+#[cfg(test)]
+mod placeholder_tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_every_value_once() {
+        assert_eq!(placeholders(1, 2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(numbered(1, 3), "$1, $2, $3");
+        assert_eq!(
+            wanted_keys(2, 2),
+            "WITH wanted(wanted_key) AS (VALUES ($2), ($3))"
+        );
+    }
 }

@@ -58,15 +58,6 @@ pub struct Counts {
     pub rejected: i64,
 }
 
-impl std::ops::AddAssign for Counts {
-    fn add_assign(&mut self, other: Self) {
-        self.rows_read += other.rows_read;
-        self.created += other.created;
-        self.updated += other.updated;
-        self.rejected += other.rejected;
-    }
-}
-
 /// A job record.
 #[derive(Clone, Debug)]
 pub struct Job {
@@ -85,11 +76,6 @@ pub struct Job {
 }
 
 impl Job {
-    /// Whether a process still runs it: running, with a fresh heartbeat.
-    pub fn is_live(&self) -> bool {
-        self.state == JobState::Running && !self.heartbeat_stopped()
-    }
-
     /// Running, but no process has renewed it lately.
     pub fn heartbeat_stopped(&self) -> bool {
         let Ok(beat) = chrono::DateTime::parse_from_rfc3339(&self.heartbeat_at) else {
@@ -110,7 +96,7 @@ pub struct RowError {
     pub message: String,
 }
 
-pub fn now_text() -> String {
+fn now_text() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -376,23 +362,10 @@ where
         })
         .collect();
     for chunk in numbered.chunks(ERRORS_PER_INSERT) {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|row| {
-                let n = row * 5;
-                format!(
-                    "(${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5
-                )
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO customer_import_errors (import_id, line, position, field, message) \
              VALUES {} ON CONFLICT DO NOTHING",
-            values.join(", ")
+            crate::db::placeholders(1, chunk.len(), 5)
         );
         let mut query = sqlx::query::<DB>(&sql);
         for (position, error) in chunk {

@@ -155,16 +155,17 @@ pub async fn start_import(
         ));
     }
     let resume = !fresh && job.heartbeat_stopped() && imports::restart(pool, &job).await?;
-    if fresh || resume {
-        let job = imports::find(pool, caller.company_id, id)
-            .await?
-            .unwrap_or(job);
-        let api_key = caller.kind == CallerKind::ApiKey;
-        state
-            .imports
-            .start(state.clone(), job.clone(), format, spool.keep(), api_key);
+    if !(fresh || resume) {
         return Ok(accepted(job));
     }
+    // A restart reset the counts: answer with the job as it now starts.
+    let job = imports::find(pool, caller.company_id, id)
+        .await?
+        .unwrap_or(job);
+    let api_key = caller.kind == CallerKind::ApiKey;
+    state
+        .imports
+        .start(state.clone(), job.clone(), format, spool.keep(), api_key);
     Ok(accepted(job))
 }
 

@@ -7,7 +7,7 @@
 //!
 //! The SQL is the same text on Postgres and SQLite; rebuilds bulk-load a
 //! fresh shadow table with `COPY` on Postgres ([`load_new`]).
-use commands::db::EventPool;
+use commands::db::{numbered, placeholders, EventPool};
 use commands::events::StoredEvent;
 use commands::{Db, Dialect};
 use sqlx::{AnyConnection, Row};
@@ -131,22 +131,6 @@ fn column_list(columns: &[Column]) -> String {
         .join(", ")
 }
 
-/// `$first, $first+1, ...`: `count` numbered placeholders.
-fn numbered(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, $2), ($3, $4)`: `rows` groups of `width` numbered placeholders.
-fn placeholders(rows: usize, width: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", numbered(r * width + 1, width)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind_cell(query: Query<'_>, cell: Cell) -> Query<'_> {
@@ -241,7 +225,7 @@ async fn upsert<F: Fold>(
             "INSERT INTO {table} ({}) VALUES {} ON CONFLICT (id) DO UPDATE SET {updates} \
              WHERE {table}.last_seq < excluded.last_seq RETURNING id, {inserted}",
             column_list(F::COLUMNS),
-            placeholders(chunk.len(), width)
+            placeholders(1, chunk.len(), width)
         );
         let mut query = sqlx::query(&sql);
         for row in chunk {
@@ -267,7 +251,7 @@ async fn delete_word_keys(
     for chunk in keys.chunks(MAX_PARAMETERS / 3) {
         let sql = format!(
             "DELETE FROM {words} WHERE (company_id, word, customer_id) IN ({})",
-            placeholders(chunk.len(), 3)
+            placeholders(1, chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql);
         for [company, word, owner] in chunk {
@@ -377,7 +361,7 @@ async fn insert_words(
     for chunk in rows.chunks(MAX_PARAMETERS / 3) {
         let sql = format!(
             "INSERT INTO {words} (company_id, word, customer_id) VALUES {} ON CONFLICT DO NOTHING",
-            placeholders(chunk.len(), 3)
+            placeholders(1, chunk.len(), 3)
         );
         let mut query = sqlx::query(&sql);
         for [company, word, owner] in chunk {
@@ -569,12 +553,6 @@ fn csv_row(out: &mut String, cells: Vec<Cell>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_number_every_value_once() {
-        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(numbered(1, 3), "$1, $2, $3");
-    }
 
     #[test]
     fn csv_quotes_text_and_leaves_null_empty() {
